@@ -1,0 +1,1 @@
+"""Subcommands of the ``interpsharp`` CLI, one module each (see ``interpsharp.cli``)."""
