@@ -2,21 +2,23 @@
 
 Each subcommand lives in ``interpsharp/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to the function to run.
+Modules are discovered, so adding a command never touches this file.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from typing import Sequence
 
-from interpsharp import __version__
+from interpsharp import __version__, commands
 
-#: Modules under interpsharp.commands, in the order their subcommands are listed in --help.
-COMMAND_MODULES: tuple[str, ...] = (
-    "layers",
-)
+
+def command_modules() -> list[str]:
+    """Names of the modules under ``interpsharp.commands``, alphabetically."""
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"interpsharp {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"interpsharp.commands.{name}").register(subparsers)
     return parser
 
