@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A single-node SLURM cluster with two fake GPUs, for `make test-slurm`.
+#
+#   scripts/slurm-test-cluster.sh start   # install (Debian packages) if needed, start munged, slurmctld, slurmd
+#   scripts/slurm-test-cluster.sh stop    # stop every daemon this script started, by PID
+#   scripts/slurm-test-cluster.sh env     # print the `export SLURM_CONF=...` line clients need
+#
+# Idempotent: `start` on a running cluster does nothing. Needs root (it installs packages and
+# runs the daemons); it refuses clearly otherwise. Nothing is written outside $STATE except
+# the Debian packages and munge's key and run directory. Accounting is off, so `sacct` does
+# not work: Snakemake's SLURM plugin must be told to use squeue for status
+# (`--slurm-status-command squeue`), and MinJobAge keeps finished jobs visible to squeue.
+set -euo pipefail
+
+STATE=${INTERPSHARP_SLURM_STATE:-/tmp/interpsharp-slurm}
+CONF=$STATE/slurm.conf
+HOST=$(hostname -s)
+
+die() { echo "slurm-test-cluster: $*" >&2; exit 1; }
+
+require_root() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root (it installs slurm-wlm and munge and starts their daemons); on a real cluster use profiles/slurm directly"
+}
+
+install_packages() {
+    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && command -v sbatch >/dev/null; then
+        return
+    fi
+    command -v apt-get >/dev/null || die "slurmctld/slurmd/munged not found and no apt-get to install them (install slurm-wlm, slurm-client, munge)"
+    echo "installing slurm-wlm, slurm-client, munge ..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurm-client munge >/dev/null
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+write_config() {
+    local cpus mem_mb
+    cpus=$(nproc)
+    mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+    mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/dev"
+    for i in 0 1; do
+        # Fake GPU devices: character devices like /dev/null; SLURM only needs them to exist.
+        [ -e "$STATE/dev/fakegpu$i" ] || mknod "$STATE/dev/fakegpu$i" c 1 3
+    done
+    cat > "$CONF" <<CONF
+ClusterName=interpsharp-test
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/spool
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/slurmctld.log
+SlurmdLogFile=$STATE/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+SchedulerType=sched/backfill
+ReturnToService=2
+MinJobAge=3600
+DefMemPerCPU=1024
+GresTypes=gpu
+NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb Gres=gpu:fake:2 State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+    cat > "$STATE/gres.conf" <<CONF
+NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu0
+NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu1
+CONF
+}
+
+start_munge() {
+    if alive "$STATE/munged.pid"; then return; fi
+    mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+    rm -f /run/munge/munged.pid
+    runuser -u munge -- /usr/sbin/munged --force
+    # munged writes its pid file as the munge user under /run/munge; keep our own copy.
+    for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
+    [ -s /run/munge/munged.pid ] || die "munged did not start; see /var/log/munge/munged.log"
+    cp /run/munge/munged.pid "$STATE/munged.pid"
+}
+
+start() {
+    require_root
+    install_packages
+    if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid"; then
+        echo "cluster already running (state in $STATE)"
+        return
+    fi
+    mkdir -p "$STATE"
+    write_config
+    start_munge
+    alive "$STATE/slurmctld.pid" || slurmctld -f "$CONF" -c
+    alive "$STATE/slurmd.pid" || slurmd -f "$CONF"
+    export SLURM_CONF=$CONF
+    for _ in $(seq 60); do
+        if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+            echo "cluster up: $(sinfo -h -o '%P %D %T %G')"
+            return
+        fi
+        sleep 0.5
+    done
+    die "the node did not become idle within 30 s; see $STATE/slurmctld.log and $STATE/slurmd.log"
+}
+
+stop() {
+    local name pidfile
+    for name in slurmd slurmctld munged; do
+        pidfile=$STATE/$name.pid
+        if alive "$pidfile"; then
+            kill "$(cat "$pidfile")"
+            for _ in $(seq 50); do alive "$pidfile" || break; sleep 0.1; done
+            alive "$pidfile" && kill -9 "$(cat "$pidfile")"
+            echo "stopped $name"
+        fi
+        rm -f "$pidfile"
+    done
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    env) echo "export SLURM_CONF=$CONF" ;;
+    *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
