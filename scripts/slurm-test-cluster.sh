@@ -116,6 +116,14 @@ start() {
 
 stop() {
     local name pidfile
+    if alive "$STATE/slurmctld.pid"; then
+        # Cancel what is still queued or running so no job step outlives its slurmd.
+        SLURM_CONF=$CONF scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 50); do
+            [ -z "$(SLURM_CONF=$CONF squeue -h -t RUNNING,COMPLETING 2>/dev/null)" ] && break
+            sleep 0.2
+        done
+    fi
     for name in slurmd slurmctld munged; do
         pidfile=$STATE/$name.pid
         if alive "$pidfile"; then
