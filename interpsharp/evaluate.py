@@ -1,0 +1,232 @@
+"""Top-1 accuracy and mean cross-entropy of a classifier on a cache, and along an alpha path.
+
+Images stay uint8 until they reach the device (a quarter of the bytes to move) and are
+normalised there. 200-class sets (ImageNet-A/R) are scored as WiSE-FT does: the 1000-way
+logits are restricted to the set's classes (``logits[:, class_subset]``) before argmax and
+cross-entropy, and the cache's labels index into that subset.
+
+Evaluating a path never copies a model: one preallocated classifier is overwritten in place
+with ``theta(alpha)`` for every alpha (:meth:`InterpolationPath.load_into`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD
+from interpsharp.data import EvalCache
+from interpsharp.interpolate import InterpolationPath, StateDictMismatch
+
+#: Weight dtype of each precision. ``bf16`` casts the weights (the fastest CUDA path, see
+#: SPEC's throughput table); ``bf16_autocast`` keeps fp32 weights and runs matmuls in bf16.
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bf16_autocast": torch.float32,
+}
+
+#: Columns of :func:`evaluate_path`'s table, in order.
+PATH_COLUMNS = ("model", "dataset", "alpha", "metric", "value", "n")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Top-1 accuracy in [0, 1], mean cross-entropy (nats) and the number of images."""
+
+    accuracy: float
+    loss: float
+    n: int
+
+
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the first CUDA device when there is one, else the CPU."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device} requested but CUDA is not available here; use --device cpu")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def normalize_images(
+    images: torch.Tensor,
+    mean: Sequence[float] = OPENAI_MEAN,
+    std: Sequence[float] = OPENAI_STD,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` -> ``((x / 255) - mean) / std`` in ``dtype``, on the images' device.
+
+    Computed in float32 as one fused multiply-add (``x * 1/(255 std) - mean/std``) and only
+    then cast, so bf16 inputs are rounded once.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return torch.addcmul(-mean_t / std_t, images.to(torch.float32), 1.0 / (255.0 * std_t)).to(dtype)
+
+
+def prepare_model(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
+    """Move ``model`` to ``device`` and its weights to the precision's dtype, in place, eval mode.
+
+    Casting down to bf16 is allowed; casting a bf16 model back up for an fp32 evaluation is
+    refused, because the rounding would silently stay in the "fp32" numbers.
+    """
+    dtype = PRECISIONS[check_precision(precision)]
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if dtype == torch.float32 and torch.bfloat16 in dtypes:
+        raise ValueError(
+            f"model weights are bfloat16 (cast by an earlier precision='bf16' evaluation) but precision "
+            f"{precision!r} needs fp32 weights; reload them (e.g. InterpolationPath.load_into) first"
+        )
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _device_batches(
+    cache: EvalCache, order: np.ndarray, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 image batches and int64 labels on ``device``, in ``order``.
+
+    On CUDA, memory-mapped rows are read straight into two alternating pinned buffers and sent
+    with ``non_blocking`` copies, so reading the next batch from disk overlaps the GPU's work
+    on this one; an event per buffer stops a buffer being refilled before its copy finished.
+    """
+    labels = torch.from_numpy(cache.labels[order]).to(device)
+    if device.type != "cuda":
+        for start, (images, _) in zip(range(0, len(order), batch_size), cache.batches(batch_size, order)):
+            yield images.to(device), labels[start:start + len(images)]
+        return
+    buffers = [torch.empty((batch_size, *cache.images.shape[1:]), dtype=torch.uint8).pin_memory() for _ in range(2)]
+    copied: list[torch.cuda.Event | None] = [None, None]
+    for step, start in enumerate(range(0, len(order), batch_size)):
+        slot = step % 2
+        if copied[slot] is not None:
+            copied[slot].synchronize()
+        idx = order[start:start + batch_size]
+        host = buffers[slot][:len(idx)].numpy()
+        if idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+            host[...] = cache.images[idx[0]:idx[-1] + 1]
+        else:
+            np.take(cache.images, idx, axis=0, out=host)
+        images = buffers[slot][:len(idx)].to(device, non_blocking=True)
+        copied[slot] = torch.cuda.Event()
+        copied[slot].record()
+        yield images, labels[start:start + len(idx)]
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    cache: EvalCache,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    indices: Sequence[int] | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``cache`` (or its ``indices``).
+
+    The model is moved and cast in place (see :func:`prepare_model`): evaluation never copies
+    a model. Loss is summed in float64 over batches, so the batch size does not change it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = pick_device(device)
+    prepare_model(model, device, precision)
+    order = np.arange(len(cache)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(order) == 0:
+        raise ValueError(f"{cache.path}: nothing to evaluate (empty cache or empty indices)")
+    if order.min() < 0 or order.max() >= len(cache):
+        raise IndexError(f"{cache.path}: indices must lie in 0..{len(cache) - 1}")
+    subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
+    input_dtype = PRECISIONS[precision]
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if precision == "bf16_autocast"
+        else contextlib.nullcontext()
+    )
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    batches = tqdm(
+        _device_batches(cache, order, batch_size, device),
+        total=math.ceil(len(order) / batch_size),
+        desc=f"evaluate {cache.name}",
+        unit="batch",
+        disable=not progress,
+    )
+    for step, (images, labels) in enumerate(batches):
+        with autocast:
+            logits = model(normalize_images(images, dtype=input_dtype))
+        if step == 0:
+            _check_outputs(cache, logits.shape[-1])
+        if subset is not None:
+            logits = logits[:, subset]
+        logits = logits.float()
+        correct += (logits.argmax(dim=1) == labels).sum()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+    n = len(order)
+    return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n, n=n)
+
+
+def _check_outputs(cache: EvalCache, num_logits: int) -> None:
+    if cache.class_subset is not None:
+        if max(cache.class_subset) >= num_logits:
+            raise ValueError(
+                f"{cache.path}: cache classes are indices up to {max(cache.class_subset)} into a 1000-class head, "
+                f"but the model outputs {num_logits} logits"
+            )
+    elif num_logits != len(cache.classnames):
+        raise ValueError(f"{cache.path}: cache has {len(cache.classnames)} classes but the model outputs {num_logits} logits")
+
+
+def evaluate_path(
+    model: nn.Module,
+    path: InterpolationPath,
+    caches: Mapping[str, EvalCache],
+    alphas: Iterable[float],
+    only: Iterable[str] | None = None,
+    model_name: str = "model",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate ``theta(alpha)`` on every cache for every alpha, in one preallocated ``model``.
+
+    ``only`` restricts interpolation to those parameter names (layer-wise interpolation; the
+    caller adds the ``layer`` column). Returns tidy rows with columns :data:`PATH_COLUMNS`,
+    ``metric`` being ``accuracy`` or ``loss``.
+    """
+    device = pick_device(device)
+    check_precision(precision)
+    unset = sorted(set(model.state_dict()) - set(path.theta_0))
+    if unset:
+        raise StateDictMismatch(f"the path does not set these model tensors, so results would depend on stale values: {', '.join(unset)}")
+    only = None if only is None else list(only)
+    # Every tensor is overwritten per alpha, so casting the model here loses nothing.
+    model.to(device=device, dtype=PRECISIONS[precision])
+    rows = []
+    for alpha in tqdm(list(alphas), desc=f"alphas {model_name}", unit="alpha", disable=not progress):
+        path.load_into(model, float(alpha), only=only)
+        for name, cache in caches.items():
+            result = evaluate(model, cache, batch_size, device, precision, progress=False)
+            for metric, value in (("accuracy", result.accuracy), ("loss", result.loss)):
+                rows.append((model_name, name, float(alpha), metric, value, result.n))
+    return pd.DataFrame(rows, columns=list(PATH_COLUMNS))
