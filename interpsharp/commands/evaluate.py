@@ -1,0 +1,67 @@
+"""``interpsharp evaluate``: accuracy and loss along the interpolation path, as a tidy TSV."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+#: ``interpsharp.evaluate.PRECISIONS``, written out so that ``--help`` need not import torch;
+#: a test keeps the two in step.
+PRECISION_CHOICES = ("fp32", "bf16", "bf16_autocast")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate theta(alpha) on evaluation caches",
+        description=(
+            "For each alpha, load theta(alpha) = (1 - alpha) * theta_0 + alpha * theta_1 into one model and "
+            "measure top-1 accuracy and mean cross-entropy on each cache. Writes a tidy TSV with columns "
+            "model, dataset, alpha, metric, value, n (dataset = the cache's name)."
+        ),
+        epilog="example: interpsharp evaluate zeroshot.pt model_0.pt --alphas 0 0.5 1 --data caches/imagenet-a -o path.tsv",
+    )
+    parser.add_argument("zeroshot", help="theta_0 checkpoint (model-soups format)")
+    parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
+    parser.add_argument("--alphas", type=float, nargs="+", required=True, help="mixing coefficients, e.g. 0 0.5 1")
+    parser.add_argument("--data", nargs="+", required=True, metavar="CACHE_DIR", help="caches from 'interpsharp prepare-data'")
+    parser.add_argument("--model-name", help="value of the model column (default: the fine-tuned file's stem)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: CUDA if present, else CPU)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISION_CHOICES,
+        help="fp32; bf16 = weights cast to bfloat16 (fastest on CUDA); bf16_autocast = fp32 weights, "
+        "bf16 matmuls (default: %(default)s)",
+    )
+    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("-o", "--output", required=True, help="TSV file to write")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from interpsharp.checkpoints import load_classifier
+    from interpsharp.data import load_cache
+    from interpsharp.evaluate import evaluate_path, pick_device
+    from interpsharp.interpolate import InterpolationPath
+    from interpsharp.tables import write_tsv
+
+    caches = {}
+    for directory in args.data:
+        cache = load_cache(directory)
+        if cache.name in caches:
+            raise ValueError(f"{directory}: dataset name {cache.name!r} also used by {caches[cache.name].path}")
+        caches[cache.name] = cache
+    device = pick_device(args.device)
+    model = load_classifier(args.zeroshot, head_width=args.head_width)
+    finetuned = load_classifier(args.finetuned, head_width=args.head_width)
+    path = InterpolationPath(model.state_dict(), finetuned.state_dict(), device=device)
+    del finetuned
+    table = evaluate_path(
+        model, path, caches, args.alphas, model_name=args.model_name or Path(args.finetuned).stem,
+        batch_size=args.batch_size, device=device, precision=args.precision, progress=not args.no_progress,
+    )
+    write_tsv(table, args.output)
+    print(f"wrote {args.output}: {len(table)} rows")
+    return 0

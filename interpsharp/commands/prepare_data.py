@@ -1,0 +1,49 @@
+"""``interpsharp prepare-data``: decode an evaluation set once into a memory-mappable cache."""
+
+from __future__ import annotations
+
+import argparse
+
+#: Help text for the layouts of ``interpsharp.datasets.LAYOUTS``, written out so that ``--help``
+#: need not import torch and open_clip (seconds); a test keeps it in step with the registry.
+LAYOUT_HELP = (
+    "imagenet, imagenet-sketch: 1000 WordNet-ID folders like n01440764/; "
+    "imagenet-a, imagenet-r: 200 WordNet-ID folders; "
+    "imagenetv2 (matched frequency): 1000 folders named 0 .. 999"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare-data",
+        help="decode an evaluation set into a cache",
+        description=(
+            "Read every image of an evaluation set once (sha256 recorded), resize its shortest side to "
+            "--image-size (bicubic), centre crop, and store uint8 pixels with labels and class metadata. "
+            f"Expected layouts under --root: {LAYOUT_HELP}."
+        ),
+        epilog="example: interpsharp prepare-data --layout imagenet-a --root data/imagenet-a -o resources/caches/imagenet-a",
+    )
+    parser.add_argument("--layout", required=True, help="on-disk layout of --root (see above)")
+    parser.add_argument("--root", required=True, help="folder holding the class folders")
+    parser.add_argument("--image-size", type=int, default=224, help="side of the square crop (default: %(default)s)")
+    parser.add_argument("-o", "--output", required=True, help="cache directory to write (replaced if present)")
+    parser.add_argument("--name", help="dataset name in result tables (default: the layout name)")
+    parser.add_argument("--max-per-class", type=int, help="keep the first N files of each class (by name)")
+    parser.add_argument("--limit", type=int, help="then keep N images evenly spaced over the classes")
+    parser.add_argument("--workers", type=int, default=1, help="decoding threads (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from interpsharp.data import load_cache
+    from interpsharp.datasets import build_cache
+
+    out = build_cache(
+        args.layout, args.root, args.output, image_size=args.image_size, max_per_class=args.max_per_class,
+        limit=args.limit, workers=args.workers, name=args.name, progress=not args.no_progress,
+    )
+    cache = load_cache(out)
+    print(f"wrote {out}: {len(cache)} images, {len(cache.classnames)} classes, name {cache.name!r}")
+    return 0
