@@ -1,0 +1,46 @@
+"""interpsharp: when does weight-space interpolation of CLIP succeed?
+
+    snakemake -n                               # paper world (config.yaml): the whole DAG
+    snakemake --profile profiles/demo          # demo world on a CPU, ends with the report
+
+Settings: config.yaml, documented in workflow_schemas/config.schema.yaml. Results go to
+results/<world>/, downloads, caches and checkpoints to resources/<world>/.
+"""
+
+from snakemake.utils import min_version
+
+min_version("8.10")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+
+
+# The two worlds differ only in how checkpoints and caches are made.
+if WORLD == "demo":
+
+    include: "rules/demo.smk"
+
+else:
+
+    include: "rules/checkpoints.smk"
+    include: "rules/data.smk"
+
+
+include: "rules/evaluate.smk"
+include: "rules/layerwise.smk"
+include: "rules/sharpness.smk"
+include: "rules/stragglers.smk"
+include: "rules/tables.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

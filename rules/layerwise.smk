@@ -1,0 +1,53 @@
+"""Layer-wise interpolation (Def. 1.1): per model, every layer of theta_1 interpolated alone
+while the rest stays theta_0, over every alpha; then the layer-wise instability that makes a
+layer a straggler by interpolation."""
+
+
+rule layerwise_interpolation:
+    input:
+        zeroshot=zeroshot_checkpoint(),
+        finetuned=finetuned_checkpoint,
+        caches=list(cache_dirs(LAYERWISE_DATASETS).values()),
+    output:
+        f"{RESULTS}/layerwise_interpolation/{{model}}.tsv",
+    params:
+        datasets=LAYERWISE_DATASETS,
+        alphas=[float(a) for a in ALPHAS],
+        batch_size=config["layerwise_interpolation"]["batch_size"],
+        precision=config["layerwise_interpolation"]["precision"],
+        device=config["compute"]["device"],
+        head_width=HEAD_WIDTH,
+    log:
+        log_path("layerwise_interpolation", "{model}"),
+    benchmark:
+        benchmark_path("layerwise_interpolation", "{model}")
+    threads: GPU_JOB_THREADS
+    resources:
+        **gpu_job("layerwise_interpolation"),
+    conda:
+        "../envs/interpsharp.yaml"
+    script:
+        "../workflow_scripts/layerwise_interpolation.py"
+
+
+rule layerwise_instability:
+    input:
+        f"{RESULTS}/tables/layerwise_interpolation.tsv",
+    output:
+        report(
+            f"{RESULTS}/tables/layerwise_instability.tsv",
+            caption="../report/layerwise_instability.rst",
+            category="Tables",
+            labels={"table": "layer-wise instability"},
+        ),
+    log:
+        log_path("layerwise_instability"),
+    benchmark:
+        benchmark_path("layerwise_instability")
+    threads: 1
+    resources:
+        **cpu_job("summary"),
+    conda:
+        "../envs/interpsharp.yaml"
+    script:
+        "../workflow_scripts/layerwise_instability.py"

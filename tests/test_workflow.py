@@ -1,0 +1,127 @@
+"""The Snakemake workflow: lint, the paper world's full DAG without data, bad configs.
+
+Every run uses the repository's Snakefile with a temporary working directory, so nothing is
+written into the checkout. Expected job counts are computed from config.yaml, not copied
+from a dry run, so a rule that fans out wrongly (or a config key that is ignored) fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+
+
+def snakemake(args: list[str], workdir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table (the last one printed) into {rule: count}."""
+    tables = output.split("Job stats:")
+    assert len(tables) > 1, f"no job stats in the output:\n{output[-3000:]}"
+    counts = {}
+    for line in tables[-1].splitlines()[3:]:
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def write_config(path: Path, base: Path, **overrides: dict) -> Path:
+    """``base`` with top-level sections updated from ``overrides`` (one level deep)."""
+    config = yaml.safe_load(base.read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_lint_has_no_findings(tmp_path):
+    result = snakemake(["--lint", "--configfile", str(ROOT / "config.yaml")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
+    result = snakemake(["-n", "--quiet", "rules", "--configfile", str(ROOT / "config.yaml")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    models = len(config["finetuned"]["models"])
+    alphas = len(config["interpolation"]["alphas"])
+    datasets = [config["datasets"]["id"], *config["datasets"]["ood"]]
+    downloaded = sum("url" in config["datasets"]["sources"][d] for d in datasets)
+    seeds = len(config["pruning"]["mask_seeds"])
+    expected = {
+        "download_finetuned": models,
+        "build_zeroshot_classifier": 1,
+        "download_dataset": downloaded,
+        "unpack_dataset": downloaded,
+        "build_cache": len(datasets),
+        "evaluate_interpolation": models * alphas,
+        "general_sharpness": models * alphas,
+        "layerwise_sharpness": models * alphas,
+        "layerwise_interpolation": models,
+        "detect_stragglers": models,
+        "prune_stragglers": models * seeds,
+        "collect_table": 6,
+        "path_metrics": 1,
+        "pruning_metrics": 1,
+        "layerwise_instability": 1,
+        "summarize_models": 1,
+        "correlate_sharpness": 1,
+        "plot_interpolation_paths": 1,
+        "plot_layerwise_interpolation": 1,
+        "plot_general_sharpness": 1,
+        "plot_layerwise_sharpness": 1,
+        "plot_pruning": 1,
+        "all": 1,
+    }
+    assert job_counts(result.stdout + result.stderr) == {**expected, "total": sum(expected.values())}
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_paper_world_run_stops_before_any_job_when_user_data_is_missing(tmp_path):
+    result = snakemake(["-j1", "--configfile", str(ROOT / "config.yaml")], tmp_path)
+    assert result.returncode != 0
+    assert "datasets.sources.imagenet.path" in result.stderr
+    assert "datasets.sources.imagenet-sketch.path" in result.stderr
+    assert not (tmp_path / "resources").exists(), "a job ran although the run should have stopped first"
+
+
+@pytest.mark.parametrize(
+    "overrides, key, allowed",
+    [
+        ({"layerwise_sharpness": {"mode": "perturb_everything"}}, "layerwise_sharpness.mode",
+         "['perturb_finetuned', 'perturb_interpolated']"),
+        ({"world": "moon"}, "world", "['paper', 'demo']"),
+        ({"general_sharpness": {"rhoo": 1.0}}, "general_sharpness", "'rhoo' was unexpected"),
+        ({"general_sharpness": {"rho": -1.0}}, "general_sharpness.rho", "less than or equal to the minimum of 0"),
+        ({"datasets": {"main_ood": "imagenet"}}, "datasets.main_ood", "['imagenet-a', 'imagenet-r'"),
+        ({"interpolation": {"alphas": [0.0, 0.5]}}, "interpolation.alphas", "both endpoints 0 and 1"),
+        ({"pruning": {"datasets": ["objectnet"]}}, "pruning.datasets", "not among the evaluation sets"),
+    ],
+)
+def test_bad_config_value_stops_before_any_job_naming_key_and_allowed_values(tmp_path, overrides, key, allowed):
+    config = write_config(tmp_path / "bad.yaml", ROOT / "config.yaml", **overrides)
+    result = snakemake(["-j1", "--configfile", str(config)], tmp_path)
+    assert result.returncode != 0
+    assert f"invalid config: '{key}'" in result.stderr, result.stderr[-2000:]
+    assert allowed in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()

@@ -1,0 +1,45 @@
+"""The first lines of every workflow script: send output to the rule's log, size torch's
+thread pool to the job's ``threads`` (parallel jobs on shared cores must not oversubscribe),
+and the few conversions between the ``snakemake`` object and library calls."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def start(snakemake: Any, torch_threads: bool = True) -> None:
+    """Redirect stdout and stderr (tqdm bars, tracebacks) to ``snakemake.log[0]``."""
+    log = open(snakemake.log[0], "w", buffering=1)
+    sys.stdout = sys.stderr = log
+    print(f"rule {snakemake.rule}, wildcards {dict(snakemake.wildcards)}, threads {snakemake.threads}")
+    print(f"params {dict(snakemake.params)}")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(snakemake.threads)
+
+
+def load_endpoints(zeroshot: str, finetuned: str, device: str, head_width: int):
+    """theta_0 as the one preallocated model every alpha is written into, and the path."""
+    from interpsharp.checkpoints import load_classifier
+    from interpsharp.evaluate import pick_device
+    from interpsharp.interpolate import InterpolationPath
+
+    model = load_classifier(zeroshot, head_width=head_width)
+    theta_1 = load_classifier(finetuned, head_width=head_width)
+    path = InterpolationPath(model.state_dict(), theta_1.state_dict(), device=pick_device(device))
+    return model, path
+
+
+def load_caches(named_dirs: dict[str, str]):
+    """Caches by dataset name, checking each cache calls itself what the workflow calls it."""
+    from interpsharp.data import load_cache
+
+    caches = {}
+    for name, directory in named_dirs.items():
+        cache = load_cache(directory)
+        if cache.name != name:
+            raise ValueError(f"{directory}: cache is named {cache.name!r}, expected {name!r}; rebuild it")
+        caches[name] = cache
+    return caches
