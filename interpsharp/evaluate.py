@@ -99,6 +99,18 @@ def prepare_model(model: nn.Module, device: torch.device, precision: str) -> nn.
     return model.to(device=device, dtype=dtype).eval()
 
 
+def read_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy ``source[idx]`` into ``out`` with one copy: a slice read for consecutive indices
+    (sequential disk reads from a memory map), else ``np.take`` into ``out``."""
+    if idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+        out[...] = source[idx[0]:idx[-1] + 1]
+    else:
+        # mode="clip" writes straight into ``out`` (the default mode buffers a copy); callers
+        # range-check the indices.
+        np.take(source, idx, axis=0, out=out, mode="clip")
+    return out
+
+
 def _device_batches(
     cache: EvalCache, order: np.ndarray, batch_size: int, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -120,11 +132,7 @@ def _device_batches(
         if copied[slot] is not None:
             copied[slot].synchronize()
         idx = order[start:start + batch_size]
-        host = buffers[slot][:len(idx)].numpy()
-        if idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
-            host[...] = cache.images[idx[0]:idx[-1] + 1]
-        else:
-            np.take(cache.images, idx, axis=0, out=host)
+        read_rows(cache.images, idx, buffers[slot][:len(idx)].numpy())
         images = buffers[slot][:len(idx)].to(device, non_blocking=True)
         copied[slot] = torch.cuda.Event()
         copied[slot].record()

@@ -19,6 +19,7 @@ from interpsharp.evaluate import (
     evaluate_path,
     normalize_images,
     pick_device,
+    read_rows,
 )
 from interpsharp.interpolate import InterpolationPath, StateDictMismatch, interpolate, interpolate_layer
 from interpsharp.layers import layer_groups
@@ -124,6 +125,16 @@ def test_bf16_precisions_agree_with_fp32_and_invalid_precision_is_refused(tmp_pa
         evaluate(model, cache, device="cpu", precision="fp32", progress=False)
     with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of fp32, bf16, bf16_autocast"):
         evaluate(model, cache, device="cpu", precision="fp16", progress=False)
+
+
+@pytest.mark.parametrize("idx", [[3, 4, 5, 6], [9, 0, 4], [2], [5, 5, 6]])
+def test_read_rows_into_a_preallocated_buffer(tmp_path: Path, idx: list[int]):
+    """The CUDA feed reads memory-mapped rows straight into pinned buffers with this."""
+    source = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(10, 3, 2, 2))
+    source[:] = np.random.default_rng(0).integers(0, 256, source.shape, dtype=np.uint8)
+    out = np.zeros((len(idx), 3, 2, 2), dtype=np.uint8)
+    assert read_rows(source, np.asarray(idx), out) is out
+    np.testing.assert_array_equal(out, np.asarray(source)[idx])
 
 
 def test_pick_device():
