@@ -1,0 +1,140 @@
+"""The GPU cost estimate: its arithmetic by hand on a tiny config, its layer fractions from the
+real layer list, the paper-world order of magnitude SPEC states, and its config defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from interpsharp.cli import main
+from interpsharp.estimate import (
+    CONFIG_DEFAULTS,
+    SPEC_THROUGHPUTS,
+    cost_inputs_from_config,
+    estimate_by_precision,
+    estimate_cost,
+    prefix_fraction,
+    vit_layer_fractions,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "finetuned": {"models": [3, 5]},
+    "datasets": {"id": "a", "ood": ["b"], "main_ood": "b", "limit": None},
+    "interpolation": {"alphas": [0.0, 0.5, 1.0]},
+    "general_sharpness": {"rho_sweep": [0.5], "n_iter": 4, "n_samples": 10},
+    "layerwise_sharpness": {"n_iter": 2, "n_samples": None},
+    "layerwise_interpolation": {"datasets": None},
+    "stragglers": {"n_iter": 3, "n_samples": 5},
+    "pruning": {"mask_seeds": [0, 1], "datasets": None},
+}
+TINY_SIZES = {"a": 100, "b": 30}
+
+
+def test_tiny_config_by_hand(tiny_clip_name):
+    config = {**TINY_CONFIG, "zeroshot": {"model_name": tiny_clip_name}}
+    inputs = cost_inputs_from_config(config, dataset_sizes=TINY_SIZES)
+    # Tiny model: 2 blocks -> 4 stem + 2 x 6 block + ln_post, proj, head = 19 layers. Prefix
+    # fractions: stem 1, block 0 1, block 1 1/2, tail 0 -> sum 4 + 6 + 3 = 13.
+    assert inputs.layers == 19 and sum(inputs.layer_fractions) == pytest.approx(13)
+
+    table = estimate_cost(config, throughput_images_per_s=1000.0, gflops_per_image=2.0, dataset_sizes=TINY_SIZES)
+    rows = table.set_index("rule")
+    # Written out from the definitions: models 2, alphas 3, eval images 100 + 30.
+    expected = {
+        "evaluation": (2 * 3 * 130, 2 * 3 * 130),
+        "layerwise_interpolation": (2 * 19 * 3 * 30, 2 * 30 * (1 + 3 * 13)),  # 3420, 2400
+        "general_sharpness": (2 * 3 * 10 * (1 + 4 * 2), 2 * 3 * 10 * (1 + 4 * 2)),  # 2 radii x 4 draws
+        "layerwise_sharpness": (2 * 3 * 30 * (1 + 19 * 2), 2 * 3 * 30 * (1 + 2 * 13)),  # 7020, 4860
+        "stragglers": (2 * 5 * (1 + 19 * 3), 2 * 5 * (1 + 3 * 13)),  # 580, 400
+        "pruning": (2 * 2 * 3 * 130, 2 * 2 * 3 * 130),
+    }
+    for rule, (naive, cached) in expected.items():
+        assert rows.loc[rule, "forwards_naive"] == pytest.approx(naive), rule
+        assert rows.loc[rule, "forwards_cached"] == pytest.approx(cached), rule
+    assert rows.loc["total", "forwards_naive"] == pytest.approx(13900)
+    assert rows.loc["total", "forwards_cached"] == pytest.approx(10540)
+    assert rows.loc["total", "gpu_hours_naive"] == pytest.approx(13900 / 1000 / 3600)
+    assert rows.loc["total", "pflop_cached"] == pytest.approx(10540 * 2.0e9 / 1e15)
+
+
+def test_limit_and_subsets_cap_image_counts(tiny_clip_name):
+    config = {**TINY_CONFIG, "zeroshot": {"model_name": tiny_clip_name}, "datasets": {**TINY_CONFIG["datasets"], "limit": 20}}
+    inputs = cost_inputs_from_config(config, dataset_sizes=TINY_SIZES)
+    assert inputs.eval_images == 40  # both sets capped at 20
+    assert inputs.general_sharpness_images == 10  # n_samples below the cap
+    assert inputs.layerwise_sharpness_images == 20 and inputs.straggler_images == 5
+
+
+def test_prefix_fractions_follow_the_stage_of_each_layer():
+    assert [prefix_fraction(s, 12) for s in (0, 1, 2, 12, 13, 14, 16)] == [1, 1, 11 / 12, 1 / 12, 0, 0, 0]
+    fractions = vit_layer_fractions("ViT-B-32-quickgelu")
+    assert len(fractions) == 79
+    # SPEC: 4 stem groups at a full forward, block k at (12 - k) / 12, ln_post/proj/head ~0.
+    expected = [1.0] * 4 + [(12 - k) / 12 for k in range(12) for _ in range(6)] + [0.0] * 3
+    assert fractions == pytest.approx(expected)
+    assert sum(fractions) / 78 == pytest.approx(0.55, abs=0.01)  # SPEC's FLOP floor of the 78 tower layers
+
+
+def test_paper_world_order_of_magnitude():
+    """SPEC: about 150 H100-hours naive fp32 at the paper's settings, dominated by layer-wise
+    sharpness (rho 1 only, one pruning mask here, as in the paper)."""
+    paper = {"general_sharpness": {"rho_sweep": []}, "pruning": {"mask_seeds": [0]}}
+    table = estimate_by_precision(paper).set_index("rule")
+    total = table.loc["total", "hours_naive_fp32"]
+    assert 100 < total < 200
+    assert table.loc["layerwise_sharpness", "hours_naive_fp32"] > 0.8 * total
+    # 9 x 21 x 7500 x (1 + 79 x 20) forwards at 4.4k images/s.
+    assert table.loc["layerwise_sharpness", "hours_naive_fp32"] == pytest.approx(9 * 21 * 7500 * 1581 / 4400 / 3600)
+    cached_bf16 = table.loc["total", "hours_cached_bf16"]
+    assert cached_bf16 < total / 8
+    # As configured, each rule runs at its own precision's throughput.
+    configured = sum(
+        table.loc[rule, "forwards_cached"] / SPEC_THROUGHPUTS[table.loc[rule, "precision"]] / 3600
+        for rule in table.index
+        if rule != "total"
+    )
+    assert table.loc["total", "hours_configured"] == pytest.approx(configured)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(KeyError, match="'objectnet-v2'"):
+        cost_inputs_from_config({"datasets": {"ood": ["objectnet-v2"]}}, layer_fractions=[1.0])
+    with pytest.raises(ValueError, match="demo"):
+        cost_inputs_from_config({"world": "demo"}, layer_fractions=[1.0])
+    with pytest.raises(KeyError, match="zeroshot.model_name"):
+        cost_inputs_from_config({"zeroshot": {"model_name": "no-such-model"}})
+    with pytest.raises(ValueError, match="throughput"):
+        estimate_cost({}, 0.0, layer_fractions=[1.0])
+
+
+def _schema_default(schema: dict, section: str, key: str | None):
+    node = schema["properties"][section]
+    return node["default"] if key is None else node["properties"][key]["default"]
+
+
+def test_defaults_match_the_workflow_schema():
+    """The estimator fills missing keys like Snakemake's validation does; the two must agree."""
+    path = REPO / "workflow_schemas" / "config.schema.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    schema = yaml.safe_load(path.read_text())
+    for section, value in CONFIG_DEFAULTS.items():
+        if not isinstance(value, dict):
+            assert _schema_default(schema, section, None) == value, section
+            continue
+        for key, default in value.items():
+            assert _schema_default(schema, section, key) == pytest.approx(default), f"{section}.{key}"
+
+
+def test_repository_config_estimates(capsys):
+    """The paper config the workflow ships must be readable by the estimator."""
+    path = REPO / "config.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    assert main(["estimate", "--config", str(path), "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "26,100 images/s" in out and "layerwise_sharpness" in out and "total" in out
