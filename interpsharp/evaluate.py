@@ -139,7 +139,6 @@ def _device_batches(
         yield images, labels[start:start + len(idx)]
 
 
-@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     cache: EvalCache,
@@ -157,7 +156,22 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     device = pick_device(device)
+    # Outside inference mode: tensors created in it (a moved or cast parameter) could never
+    # take part in autograd again, and sharpness needs gradients through the same model.
     prepare_model(model, device, precision)
+    with torch.inference_mode():
+        return _score(model, cache, batch_size, device, precision, indices, progress)
+
+
+def _score(
+    model: nn.Module,
+    cache: EvalCache,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    indices: Sequence[int] | None,
+    progress: bool,
+) -> EvalResult:
     order = np.arange(len(cache)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(order) == 0:
         raise ValueError(f"{cache.path}: nothing to evaluate (empty cache or empty indices)")

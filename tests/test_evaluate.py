@@ -121,6 +121,8 @@ def test_bf16_precisions_agree_with_fp32_and_invalid_precision_is_refused(tmp_pa
     assert next(model.parameters()).dtype == torch.bfloat16
     for other in (autocast, bf16):
         assert other.loss == pytest.approx(fp32.loss, abs=0.05)
+    # Casting happened outside inference mode: the parameters can still take gradients.
+    assert not any(p.is_inference() for p in model.parameters())
     with pytest.raises(ValueError, match="weights are bfloat16"):
         evaluate(model, cache, device="cpu", precision="fp32", progress=False)
     with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of fp32, bf16, bf16_autocast"):
