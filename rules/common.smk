@@ -135,7 +135,7 @@ def benchmark_path(rule, pattern=""):
 
 
 # -- paper-world sources ----------------------------------------------------------------
-DOWNLOADED = [d for d in DATASETS if "url" in config["datasets"]["sources"][d]]
+DOWNLOADED = [d for d in DATASETS if WORLD == "paper" and "url" in config["datasets"]["sources"][d]]
 
 
 def source_of(wildcards):
