@@ -1,0 +1,175 @@
+"""Straggler layers by sharpness, their pruning (Algorithm 1), and agreement with the other criterion.
+
+A straggler *by sharpness* is a layer whose layer-wise sharpness is ~0 (SPEC); the paper finds
+them on the fine-tuned model (alpha = 1) with 5 noise draws and then prunes them: every element
+of a straggler layer of theta_1 is set to 0 with probability 1/2 before interpolating again.
+Stragglers *by interpolation* (Def. 1.2) live in :mod:`interpsharp.metrics`; this module only
+compares the two sets.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from interpsharp.sharpness import stable_seed
+
+#: Columns :func:`stragglers_by_sharpness` groups by, when present.
+GROUP_COLUMNS = ("model", "dataset", "mode", "rho")
+
+# Alphas arrive from linspace grids and TSV text; far below any grid step we use.
+_ALPHA_ATOL = 1e-9
+
+
+def stragglers_by_sharpness(
+    layerwise: pd.DataFrame,
+    eps: float,
+    eps_rel: float,
+    alpha: float = 1.0,
+    metric: str = "layerwise_sharpness",
+) -> pd.DataFrame:
+    """Flag layers whose layer-wise sharpness at ``alpha`` is ~0: ``|value| <= max(eps, eps_rel * largest)``.
+
+    ``largest`` is the largest layer's value in the same group (model, dataset, mode, rho).
+    ``alpha`` defaults to 1, the fine-tuned model, because Algorithm 1 prunes theta_1 and the
+    paper detects its stragglers there. The absolute value makes "~0" symmetric: Monte-Carlo
+    noise can push a flat layer's estimate slightly below 0, while a clearly negative value
+    (the point is not a minimum along that layer) is not flat and is not flagged; a layer
+    whose every draw was non-finite (NaN) is not flagged either.
+
+    Returns one row per layer (input order) with the group columns, ``alpha, layer, value,
+    [stderr,] threshold, eps, eps_rel, straggler``.
+    """
+    if eps < 0 or not 0 <= eps_rel <= 1:
+        raise ValueError(f"need eps >= 0 and 0 <= eps_rel <= 1, got eps={eps}, eps_rel={eps_rel}")
+    required = ["alpha", "layer", "metric", "value"]
+    missing = [c for c in required if c not in layerwise.columns]
+    if missing:
+        raise ValueError(f"layer-wise sharpness table lacks column(s) {', '.join(missing)}; pass the table 'interpsharp sharpness --layerwise' writes")
+    rows = layerwise[layerwise["metric"] == metric]
+    at_alpha = rows[np.isclose(rows["alpha"].astype(float), alpha, rtol=0, atol=_ALPHA_ATOL)]
+    if at_alpha.empty:
+        have = sorted(rows["alpha"].astype(float).unique())
+        raise ValueError(f"no {metric!r} rows at alpha={alpha}; the table has alphas {have}")
+    keys = [c for c in GROUP_COLUMNS if c in at_alpha.columns]
+    kept = keys + ["alpha", "layer", "value"] + (["stderr"] if "stderr" in at_alpha.columns else [])
+    out = []
+    for _, group in (at_alpha.groupby(keys, sort=False, dropna=False) if keys else [(None, at_alpha)]):
+        group = group[kept].copy()
+        threshold = max(eps, eps_rel * float(group["value"].max()))
+        group["threshold"] = threshold
+        group["eps"], group["eps_rel"] = float(eps), float(eps_rel)
+        group["straggler"] = group["value"].abs() <= threshold
+        out.append(group)
+    return pd.concat(out, ignore_index=True)
+
+
+def straggler_layers(table: pd.DataFrame, model: str | None = None, criterion: str | None = None) -> list[str]:
+    """Straggler layer names from a straggler table, in table order.
+
+    Accepts :func:`stragglers_by_sharpness` output (rows with ``straggler`` true) and
+    :func:`interpsharp.metrics.stragglers_by_interpolation` output (every row is one). A table
+    about several models needs ``model``; ``criterion`` keeps the rows whose ``criterion``
+    column has that value (a table holding both criteria).
+    """
+    if "layer" not in table.columns:
+        raise ValueError(f"straggler table has no 'layer' column (has: {', '.join(map(str, table.columns))})")
+    if criterion is not None:
+        if "criterion" not in table.columns:
+            raise ValueError(f"straggler table has no 'criterion' column to select {criterion!r} from")
+        table = table[table["criterion"].astype(str) == criterion]
+    if "model" in table.columns:
+        models = list(dict.fromkeys(table["model"].astype(str)))
+        if model is None and len(models) > 1:
+            raise ValueError(f"straggler table is about several models ({', '.join(models)}); say which one")
+        if model is not None:
+            if model not in models:
+                raise ValueError(f"straggler table has no rows for model {model!r} (has: {', '.join(models)})")
+            table = table[table["model"].astype(str) == model]
+    if "straggler" in table.columns:
+        flags = table["straggler"]
+        if flags.dtype != bool:
+            flags = flags.astype(str).str.lower().map({"true": True, "false": False, "1": True, "0": False})
+            if flags.isna().any():
+                raise ValueError("straggler column holds values other than true/false")
+        table = table[flags.astype(bool)]
+    return list(dict.fromkeys(table["layer"].astype(str)))
+
+
+def prune_stragglers(
+    theta_1: Mapping[str, torch.Tensor],
+    layer_params: Mapping[str, Sequence[str]],
+    stragglers: Iterable[str],
+    seed: int,
+    probability: float = 0.5,
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Algorithm 1: zero each element of every straggler layer of ``theta_1`` with ``probability``.
+
+    The mask of a layer comes from a CPU generator seeded by a hash of ``(seed, layer)``, so it
+    does not depend on which other layers are stragglers, nor on the device. Tensors of other
+    layers are passed through (the same objects, no copies); ``theta_1`` is not modified.
+
+    Returns the pruned state and a summary with one row per straggler layer: ``layer,
+    parameters, numel, zeroed, fraction, probability, seed, mask_seed``.
+    """
+    if not 0 < probability < 1:
+        raise ValueError(f"pruning probability must lie in (0, 1), got {probability}")
+    pruned = dict(theta_1)
+    rows = []
+    for layer in dict.fromkeys(stragglers):
+        if layer not in layer_params:
+            raise KeyError(f"straggler {layer!r} is not a layer of this model; layers: {', '.join(layer_params)}")
+        mask_seed = stable_seed("prune", seed, layer)
+        gen = torch.Generator(device="cpu").manual_seed(mask_seed)
+        numel = zeroed = 0
+        for name in layer_params[layer]:
+            if name not in theta_1:
+                raise KeyError(f"parameter {name!r} of straggler {layer!r} is not in the fine-tuned state dict")
+            weight = theta_1[name]
+            mask = torch.bernoulli(torch.full(weight.shape, probability), generator=gen).bool()
+            pruned[name] = weight.masked_fill(mask.to(weight.device), 0)
+            numel += weight.numel()
+            zeroed += int(mask.sum())
+        rows.append((layer, ",".join(layer_params[layer]), numel, zeroed, zeroed / numel, probability, seed, mask_seed))
+    columns = ["layer", "parameters", "numel", "zeroed", "fraction", "probability", "seed", "mask_seed"]
+    return pruned, pd.DataFrame(rows, columns=columns)
+
+
+def _as_sets(stragglers: pd.DataFrame | Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    if isinstance(stragglers, pd.DataFrame):
+        if "model" not in stragglers.columns:
+            raise ValueError("straggler table needs a 'model' column to be compared per model")
+        return {str(m): straggler_layers(stragglers, str(m)) for m in dict.fromkeys(stragglers["model"].astype(str))}
+    return {str(m): list(dict.fromkeys(layers)) for m, layers in stragglers.items()}
+
+
+def straggler_overlap(
+    by_interpolation: pd.DataFrame | Mapping[str, Iterable[str]],
+    by_sharpness: pd.DataFrame | Mapping[str, Iterable[str]],
+) -> pd.DataFrame:
+    """Per model: both straggler sets, their intersection and Jaccard index.
+
+    Inputs are straggler tables (see :func:`straggler_layers`) or ``{model: layers}``. A model
+    missing from one side has no stragglers there. Two empty sets agree perfectly (Jaccard 1).
+    Sets are written as comma-separated layer names in order of first appearance.
+    """
+    interp, sharp = _as_sets(by_interpolation), _as_sets(by_sharpness)
+    rows = []
+    for model in dict.fromkeys([*interp, *sharp]):
+        a, b = interp.get(model, []), sharp.get(model, [])
+        both = [layer for layer in a if layer in set(b)]
+        union = len(set(a) | set(b))
+        rows.append({
+            "model": model,
+            "by_interpolation": ",".join(a),
+            "by_sharpness": ",".join(b),
+            "intersection": ",".join(both),
+            "n_by_interpolation": len(a),
+            "n_by_sharpness": len(b),
+            "n_intersection": len(both),
+            "jaccard": len(both) / union if union else 1.0,
+        })
+    return pd.DataFrame(rows)
