@@ -79,6 +79,11 @@ LAYERWISE_SHARPNESS_DATASET = check_subset(
 LAYERWISE_DATASETS = check_subset(
     config["layerwise_interpolation"]["datasets"] or [MAIN_OOD], DATASETS, "layerwise_interpolation.datasets"
 )
+if MAIN_OOD not in LAYERWISE_DATASETS:
+    raise config_error(
+        "layerwise_interpolation.datasets",
+        f"must include datasets.main_ood '{MAIN_OOD}' (stragglers by interpolation are found there)",
+    )
 PRUNING_DATASETS = check_subset(config["pruning"]["datasets"] or DATASETS, DATASETS, "pruning.datasets")
 RHOS = sorted({float(config["general_sharpness"]["rho"]), *map(float, config["general_sharpness"]["rho_sweep"])})
 MASK_SEEDS = [str(s) for s in config["pruning"]["mask_seeds"]]

@@ -9,7 +9,8 @@ from interpsharp.statistics import rank_correlations
 from interpsharp.tables import read_tsv, write_tsv
 
 summary = read_tsv(snakemake.input[0], required=["model", "dataset", "gain"])
-measures = [c for c in summary.columns if "sharpness" in c or c in ("instability", "barrier_depth")]
+numeric = summary.select_dtypes("number").columns
+measures = [c for c in numeric if "sharpness" in c or "instability" in c or c == "barrier_depth"]
 table = rank_correlations(
     summary, measures, "gain", n_boot=snakemake.params.n_boot, seed=snakemake.params.seed,
     confidence=snakemake.params.confidence, by=["dataset"],

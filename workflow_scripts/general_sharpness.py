@@ -1,3 +1,18 @@
-"""Stub until the library function it calls lands (see issue 5); fails loudly, writes nothing."""
+"""General adaptive average-case sharpness of theta(alpha) for one (model, alpha), every rho."""
 
-raise NotImplementedError("workflow_scripts/general_sharpness.py: library function not wired in yet")
+from workflow_job import load_endpoints, sharpness_inputs, start
+
+start(snakemake)
+
+from interpsharp.sharpness import general_sharpness
+from interpsharp.tables import write_tsv
+
+params = snakemake.params
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
+images, labels, class_subset = sharpness_inputs(snakemake.input.cache, params.n_samples, params.seed, params.device)
+table = general_sharpness(
+    model, path, [params.alpha], images, labels, params.rhos, params.n_iter, params.seed,
+    class_subset=class_subset, batch_size=params.batch_size, precision=params.precision,
+    model_name=snakemake.wildcards.model, dataset=params.dataset,
+)
+write_tsv(table, snakemake.output[0])

@@ -1,3 +1,23 @@
-"""Stub until the library function it calls lands (see issue 5); fails loudly, writes nothing."""
+"""Draw one of Figures 1-5 (the rule's name says which) and save it as PNG and PDF."""
 
-raise NotImplementedError("workflow_scripts/plot_figure.py: library function not wired in yet")
+from workflow_job import start
+
+start(snakemake, torch_threads=False)
+
+from interpsharp import plots
+from interpsharp.tables import read_tsv
+
+tables = {name: read_tsv(path) for name, path in snakemake.input.items()}
+params = snakemake.params
+metrics, dataset = tables["path_metrics"], params.main_ood
+draw = {
+    "plot_interpolation_paths": lambda: plots.plot_interpolation_paths(tables["evaluation"], metrics, dataset),
+    "plot_layerwise_interpolation": lambda: plots.plot_layerwise_interpolation(
+        tables["layerwise_interpolation"], metrics, dataset),
+    "plot_general_sharpness": lambda: plots.plot_general_sharpness(
+        tables["general_sharpness"], metrics, dataset, params.rho),
+    "plot_layerwise_sharpness": lambda: plots.plot_layerwise_sharpness(
+        tables["layerwise_sharpness"], metrics, dataset, tables["stragglers"]),
+    "plot_pruning": lambda: plots.plot_pruning(tables["pruning"], tables["evaluation"], metrics, dataset),
+}[snakemake.rule]
+plots.save_figure(draw(), [snakemake.output.png, snakemake.output.pdf], dpi=params.dpi)

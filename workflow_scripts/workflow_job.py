@@ -21,15 +21,17 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
 
 
 def load_endpoints(zeroshot: str, finetuned: str, device: str, head_width: int):
-    """theta_0 as the one preallocated model every alpha is written into, and the path."""
+    """theta_0 as the one preallocated model every alpha is written into (on the device), and
+    the path."""
     from interpsharp.checkpoints import load_classifier
     from interpsharp.evaluate import pick_device
     from interpsharp.interpolate import InterpolationPath
 
+    target = pick_device(device)
     model = load_classifier(zeroshot, head_width=head_width)
     theta_1 = load_classifier(finetuned, head_width=head_width)
-    path = InterpolationPath(model.state_dict(), theta_1.state_dict(), device=pick_device(device))
-    return model, path
+    path = InterpolationPath(model.state_dict(), theta_1.state_dict(), device=target)
+    return model.to(target), path
 
 
 def load_caches(named_dirs: dict[str, str]):
@@ -43,3 +45,19 @@ def load_caches(named_dirs: dict[str, str]):
             raise ValueError(f"{directory}: cache is named {cache.name!r}, expected {name!r}; rebuild it")
         caches[name] = cache
     return caches
+
+
+def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str):
+    """The fixed evaluation subset of a sharpness job: normalised images and labels on the
+    device, and the cache's class subset (200-class sets are scored on 1000-way logits)."""
+    import torch
+
+    from interpsharp.data import load_cache
+    from interpsharp.evaluate import normalize_images, pick_device
+    from interpsharp.sharpness import select_subset
+
+    cache = load_cache(cache_dir)
+    indices = select_subset(len(cache), n_samples, seed)
+    images, labels = next(cache.batches(len(indices), indices))
+    target = pick_device(device)
+    return normalize_images(images.to(target)), labels.to(target), cache.class_subset
