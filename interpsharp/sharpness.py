@@ -239,13 +239,28 @@ def _from_mlp_hidden(block: ResidualAttentionBlock, x1: torch.Tensor, h: torch.T
     return x1 + block.ls_2(block.mlp.c_proj(h))
 
 
+#: Memory for keeping every block's ``x1`` and ``h`` from the first forward pass (see
+#: :class:`PrefixCachedLoss`); above it they are recomputed one block at a time.
+BLOCK_CACHE_BYTES = 2 * 2**30
+
+
 class PrefixCachedLoss:
     """Loss after a change to one layer, recomputing only the stages that depend on it.
 
-    Built once per set of weights (one alpha): runs the forward pass once, keeping the
-    activations at every resume point the given layers need (all batches, on the model's
-    device: memory grows with the number of images). ``loss(layer)`` then resumes there with
-    the model's current weights, which must differ from the cached ones only in ``layer``.
+    Built once per set of weights (one alpha): one forward pass keeps the input of every stage
+    the given layers need (all batches, on the model's device: memory grows with the number of
+    images). ``loss(layer)`` then resumes there with the model's current weights, which must
+    differ from the cached ones only in ``layer``.
+
+    Inside a block, resuming needs the attention residual ``x1`` and the MLP hidden state ``h``
+    (4x wider). Kept for every block they take 5x the memory of the block inputs (ViT-B/32 on all
+    of ImageNet-A in fp32: ~70 GB), so they are kept from the first pass only when that fits in
+    ``block_cache_bytes``; otherwise they are recomputed from the cached block input when first
+    needed and kept for that one block. Recomputing costs about 2/3 of a block per block and
+    alpha against 4/3 of a block saved per draw, so it only shows with very few draws. The
+    one-changed-layer contract is what makes recomputing right: ``x1`` depends only on ``ln_1``
+    and the attention (not the perturbed layer when that is ``ln_2``, ``c_fc`` or ``c_proj``),
+    and ``h``, needed only for ``c_proj``, only on ``ln_2`` and ``c_fc``.
     """
 
     def __init__(
@@ -255,45 +270,70 @@ class PrefixCachedLoss:
         criterion: Criterion,
         layers: Iterable[str],
         within_blocks: bool = True,
+        block_cache_bytes: int = BLOCK_CACHE_BYTES,
     ) -> None:
         self.model, self.batches, self.criterion = model, batches, criterion
         self.points = {layer: resume_point(model, layer, within_blocks) for layer in layers}
-        inputs = {p.stage for p in self.points.values() if p.part == _INPUT}
+        stages = {p.stage for p in self.points.values()}
         split = {p.stage for p in self.points.values() if p.part != _INPUT}
-        self.cache: list[dict[tuple[str, int], torch.Tensor]] = []
+        self.inputs: list[dict[int, torch.Tensor]] = []
+        # Block stage -> (x1 per batch, h per batch or None): every split block's when they fit
+        # the budget (filled by the first pass), else only the block being worked on.
+        self._blocks: dict[int, tuple[list[torch.Tensor], list[torch.Tensor] | None]] = {}
+        self._keep_all = self._block_bytes(len(split)) <= block_cache_bytes
         with torch.no_grad():
-            self.baseline = _batch_mean(lambda b: self._fill(b, inputs, split), batches, criterion)
+            self.baseline = _batch_mean(lambda b: self._fill(b, stages, split if self._keep_all else set()), batches, criterion)
 
-    def _fill(self, b: int, inputs: set[int], split: set[int]) -> torch.Tensor:
+    def _block_bytes(self, n_blocks: int) -> int:
+        """Bytes of ``x1`` and ``h`` for ``n_blocks`` blocks and every image."""
+        arch, n_images = self.model.arch, sum(len(y) for _, y in self.batches)
+        tokens = (arch.image_size // arch.patch_size) ** 2 + 1
+        per_token = arch.width + int(arch.width * arch.mlp_ratio)
+        return n_blocks * n_images * tokens * per_token * next(self.model.parameters()).element_size()
+
+    def _fill(self, b: int, stages: set[int], keep: set[int]) -> torch.Tensor:
         x = self.batches[b][0]
-        entry: dict[tuple[str, int], torch.Tensor] = {}
+        entry: dict[int, torch.Tensor] = {}
         for stage in range(self.model.num_stages):
-            if stage in inputs:
-                entry[_INPUT, stage] = x
-            if stage in split:
+            if stage in stages:
+                entry[stage] = x
+            if stage in keep:
                 block = self.model.visual.transformer.resblocks[stage - 1]
-                x1 = entry[_AFTER_ATTENTION, stage] = _attention_residual(block, x)
-                h = entry[_MLP_HIDDEN, stage] = _mlp_hidden(block, x1)
-                x = _from_mlp_hidden(block, x1, h)
+                x1s, hs = self._blocks.setdefault(stage, ([], []))
+                x1s.append(_attention_residual(block, x))
+                hs.append(_mlp_hidden(block, x1s[-1]))
+                x = _from_mlp_hidden(block, x1s[-1], hs[-1])
             else:
                 x = self.model.stage(stage)(x)
-        self.cache.append(entry)
+        self.inputs.append(entry)
         return x
 
-    def _resume(self, point: ResumePoint, entry: dict[tuple[str, int], torch.Tensor]) -> torch.Tensor:
+    def _inside_block(self, stage: int, need_hidden: bool) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        if stage not in self._blocks:
+            block = self.model.visual.transformer.resblocks[stage - 1]
+            self._blocks.clear()  # free the previous block's activations before computing these
+            self._blocks[stage] = ([_attention_residual(block, entry[stage]) for entry in self.inputs], None)
+        x1s, hs = self._blocks[stage]
+        if need_hidden and hs is None:
+            block = self.model.visual.transformer.resblocks[stage - 1]
+            hs = [_mlp_hidden(block, x1) for x1 in x1s]
+            self._blocks[stage] = (x1s, hs)
+        return x1s, hs
+
+    def _resume(self, point: ResumePoint, b: int) -> torch.Tensor:
         if point.part == _INPUT:
-            return self.model.forward_from(point.stage, entry[_INPUT, point.stage])
+            return self.model.forward_from(point.stage, self.inputs[b][point.stage])
         block = self.model.visual.transformer.resblocks[point.stage - 1]
-        x1 = entry[_AFTER_ATTENTION, point.stage]
-        h = entry[_MLP_HIDDEN, point.stage] if point.part == _MLP_HIDDEN else _mlp_hidden(block, x1)
-        return self.model.forward_from(point.stage + 1, _from_mlp_hidden(block, x1, h))
+        x1s, hs = self._inside_block(point.stage, need_hidden=point.part == _MLP_HIDDEN)
+        h = hs[b] if point.part == _MLP_HIDDEN else _mlp_hidden(block, x1s[b])
+        return self.model.forward_from(point.stage + 1, _from_mlp_hidden(block, x1s[b], h))
 
     @torch.no_grad()
     def loss(self, layer: str) -> torch.Tensor:
         if layer not in self.points:
             raise KeyError(f"layer {layer!r} was not among the layers this cache was built for")
         point = self.points[layer]
-        return _batch_mean(lambda b: self._resume(point, self.cache[b]), self.batches, self.criterion)
+        return _batch_mean(lambda b: self._resume(point, b), self.batches, self.criterion)
 
 
 # -- Monte-Carlo core -------------------------------------------------------------------------
@@ -320,7 +360,7 @@ def _check_draws(n_iter: int, antithetic: bool) -> None:
         raise ValueError(f"antithetic draws come in pairs: n_iter must be even, got {n_iter}")
 
 
-def _perturbed_losses(
+def perturbed_losses(
     params: Sequence[tuple[str, nn.Parameter]],
     scales: Sequence[torch.Tensor],
     n_iter: int,
@@ -329,6 +369,10 @@ def _perturbed_losses(
     evaluate: Callable[[], torch.Tensor],
 ) -> torch.Tensor:
     """``evaluate()`` at ``w + scale * z_d`` for each draw d, restoring ``w`` exactly after each.
+
+    The core of every estimator here: ``params`` are perturbed in place (noise from
+    :func:`perturbation_noise`, ``scales`` its per-element standard deviation) and copied back
+    from saved originals, also when ``evaluate`` raises. Returns the losses as one tensor.
 
     With ``antithetic``, draws 2k and 2k+1 use ``+z_k`` and ``-z_k``: the first-order term
     cancels within a pair, which makes small-rho estimates (Prop. A.1) far less noisy.
@@ -411,7 +455,7 @@ def average_sharpness(
     params = [(n, named[n]) for layer in _select_layers(groups, layers) for n in groups[layer]]
     evaluator = FullForwardLoss(model, _batches(images, labels, batch_size), criterion)
     scales = [rho * p.detach().abs() for _, p in params]
-    losses = _perturbed_losses(params, scales, n_iter, seed, antithetic, lambda: evaluator.loss(None))
+    losses = perturbed_losses(params, scales, n_iter, seed, antithetic, lambda: evaluator.loss(None))
     return _estimate(losses.cpu().numpy(), evaluator.baseline.item(), rho, seed, antithetic)
 
 
@@ -541,7 +585,7 @@ def layerwise_sharpness(
             params = [(n, named[n]) for n in groups[layer]]
             for rho in rhos:
                 scales = [_noise_scale(mode, alpha, rho, p, path.theta_1[n]) for n, p in params]
-                losses = _perturbed_losses(params, scales, n_iter, seed, antithetic, lambda: evaluator.loss(layer))
+                losses = perturbed_losses(params, scales, n_iter, seed, antithetic, lambda: evaluator.loss(layer))
                 pending.append((layer, rho, losses))
             bar.update()
         # One device-to-host transfer per alpha, so the CPU keeps drawing noise ahead of the GPU.

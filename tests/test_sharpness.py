@@ -19,15 +19,20 @@ from interpsharp.data import write_cache
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups
 from interpsharp.sharpness import (
+    BLOCK_CACHE_BYTES,
     COLUMNS,
     MODES,
     PRECISIONS,
+    FullForwardLoss,
+    PrefixCachedLoss,
     average_sharpness,
+    cross_entropy_criterion,
     general_sharpness,
     hessian_vector_product,
     hutchinson_trace,
     layerwise_sharpness,
     perturbation_noise,
+    perturbed_losses,
     select_subset,
 )
 
@@ -220,6 +225,29 @@ def test_prefix_cached_agrees_with_reference(mode):
         assert list(cached.columns) == list(COLUMNS)
         pd.testing.assert_frame_equal(cached.drop(columns="value"), reference.drop(columns="value"))
         np.testing.assert_allclose(cached["value"], reference["value"], rtol=1e-5, atol=1e-300)
+
+
+@pytest.mark.parametrize("block_cache_bytes", [0, BLOCK_CACHE_BYTES])
+def test_prefix_cache_in_any_layer_order_with_or_without_kept_block_activations(block_cache_bytes):
+    model, path, images, labels = small_path(4)
+    path.load_into(model.double(), 0.8)
+    batches = [(images[:6].double(), labels[:6]), (images[6:].double(), labels[6:])]
+    criterion = cross_entropy_criterion()
+    groups = layer_groups(model)
+    named = dict(model.named_parameters())
+    full = FullForwardLoss(model, batches, criterion)
+    cached = PrefixCachedLoss(model, batches, criterion, groups, block_cache_bytes=block_cache_bytes)
+    assert cached.baseline == full.baseline
+    # Forward, backward and shuffled: sweeps enter blocks at each of their layers and jump
+    # between blocks, so inside-block activations are built in every situation.
+    shuffled = [list(groups)[i] for i in torch.randperm(len(groups), generator=torch.Generator().manual_seed(0))]
+    for layer in [*groups, *reversed(groups), *shuffled]:
+        params = [(n, named[n]) for n in groups[layer]]
+        scales = [0.5 * p.detach().abs() for _, p in params]
+        expected = perturbed_losses(params, scales, 2, 1, False, lambda: full.loss(layer))
+        got = perturbed_losses(params, scales, 2, 1, False, lambda: cached.loss(layer))
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+        assert not torch.equal(expected, full.baseline.expand(2))
 
 
 def test_prefix_cached_is_exact_in_fp32():
