@@ -101,6 +101,16 @@ else:
     MODELS = [f"model_{i}" for i in range(len(config["demo"]["finetune"]["recipes"]))]
 
 
+def canonical(value):
+    """``value`` with every dict's keys sorted: Snakemake compares params by their text, so a
+    reordered config section must not look like a changed setting (and rerun everything)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def regex_alternatives(names):
     return "|".join(re.escape(n) for n in names)
 

@@ -57,7 +57,7 @@ rule demo_pretrain:
     params:
         seed=DEMO["seed"],
         image_size=DEMO["image_size"],
-        pretrain=DEMO["pretrain"],
+        pretrain=canonical(DEMO["pretrain"]),
     log:
         log_path("demo_pretrain"),
     benchmark:
@@ -100,7 +100,7 @@ rule demo_finetune:
     params:
         seed=DEMO["seed"],
         index=lambda wildcards: MODELS.index(wildcards.model),
-        recipe=lambda wildcards: DEMO["finetune"]["recipes"][MODELS.index(wildcards.model)],
+        recipe=lambda wildcards: canonical(DEMO["finetune"]["recipes"][MODELS.index(wildcards.model)]),
     log:
         log_path("demo_finetune", "{model}"),
     benchmark:
