@@ -11,10 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prune",
         help="prune the straggler layers of a fine-tuned checkpoint (Algorithm 1)",
         description=(
-            "Set each element of every straggler layer of theta_1 to 0 with probability 0.5 (a seeded Bernoulli "
-            "mask per layer; the same seed gives the same mask on any machine) and write the pruned checkpoint in "
-            "the model-soups format, ready to be interpolated with theta_0 again. Also writes a mask summary TSV "
-            "(layer, parameters, numel, zeroed, fraction, probability, seed, mask_seed, model)."
+            "Set each element of every straggler layer of theta_1 to 0 with probability 0.5 (Algorithm 1;\n"
+            "see --probability), with a seeded Bernoulli mask per layer: the same seed gives the same mask on\n"
+            "any machine. Writes the pruned checkpoint in the model-soups format, ready to be interpolated\n"
+            "with theta_0 again, and a mask summary TSV (layer, parameters, numel, zeroed, fraction,\n"
+            "probability, seed, mask_seed, model)."
         ),
         epilog=(
             "examples: interpsharp prune model_0.pt --stragglers visual.transformer.resblocks.11.mlp.c_proj "
