@@ -1,7 +1,9 @@
 """interpsharp: when does weight-space interpolation of CLIP succeed?
 
     snakemake -n                               # paper world (config.yaml): the whole DAG
-    snakemake --profile profiles/demo          # demo world on a CPU, ends with the report
+    snakemake --profile profiles/demo          # demo world on a CPU (= make demo)
+
+Every run ends with results/<world>/report.html (Figures 1-5, tables, captions).
 
 Settings: config.yaml, documented in workflow_schemas/config.schema.yaml. Results go to
 results/<world>/, downloads, caches and checkpoints to resources/<world>/.
@@ -38,9 +40,10 @@ include: "rules/sharpness.smk"
 include: "rules/stragglers.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
-        all_outputs(),
+        f"{RESULTS}/report.html",
     default_target: True

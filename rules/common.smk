@@ -5,7 +5,6 @@ Both worlds share every path below ``resources/<world>/checkpoints`` and
 checkpoints.smk + data.smk), so nothing downstream knows which world it runs in.
 """
 
-import os
 import os.path
 import re
 from pathlib import Path
@@ -136,7 +135,7 @@ def cache_dir(dataset):
 
 
 def cache_dirs(datasets):
-    return {dataset: cache_dir(dataset) for dataset in datasets}
+    return [cache_dir(dataset) for dataset in datasets]
 
 
 def log_path(rule, pattern=""):
@@ -268,9 +267,10 @@ FIGURE_COMMON = dict(
 )
 
 
-def figure_outputs(name, caption):
+def figure_outputs(name):
+    """PNG (registered for the report with report/<name>.rst as caption) and PDF."""
     return dict(
-        png=report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{caption}", category="Figures",
+        png=report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures",
                    labels={"figure": FIGURES[name]}),
         pdf=f"{RESULTS}/figures/{name}.pdf",
     )

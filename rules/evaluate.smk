@@ -6,7 +6,7 @@ rule evaluate_interpolation:
     input:
         zeroshot=zeroshot_checkpoint(),
         finetuned=finetuned_checkpoint,
-        caches=list(cache_dirs(DATASETS).values()),
+        caches=cache_dirs(DATASETS),
     output:
         f"{RESULTS}/evaluation/{{model}}/alpha_{{alpha}}.tsv",
     params:

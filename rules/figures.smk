@@ -6,7 +6,7 @@ rule plot_interpolation_paths:
         evaluation=f"{RESULTS}/tables/evaluation.tsv",
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
-        **figure_outputs("fig1_interpolation", "fig1_interpolation.rst"),
+        **figure_outputs("fig1_interpolation"),
     params:
         **FIGURE_COMMON,
     log:
@@ -29,7 +29,7 @@ rule plot_layerwise_interpolation:
         layerwise_interpolation=f"{RESULTS}/tables/layerwise_interpolation.tsv",
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
-        **figure_outputs("fig2_layerwise_interpolation", "fig2_layerwise_interpolation.rst"),
+        **figure_outputs("fig2_layerwise_interpolation"),
     params:
         **FIGURE_COMMON,
     log:
@@ -52,7 +52,7 @@ rule plot_general_sharpness:
         general_sharpness=f"{RESULTS}/tables/general_sharpness.tsv",
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
-        **figure_outputs("fig3_general_sharpness", "fig3_general_sharpness.rst"),
+        **figure_outputs("fig3_general_sharpness"),
     params:
         **FIGURE_COMMON,
         rho=float(config["general_sharpness"]["rho"]),
@@ -77,7 +77,7 @@ rule plot_layerwise_sharpness:
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
         stragglers=f"{RESULTS}/tables/stragglers.tsv",
     output:
-        **figure_outputs("fig4_layerwise_sharpness", "fig4_layerwise_sharpness.rst"),
+        **figure_outputs("fig4_layerwise_sharpness"),
     params:
         **FIGURE_COMMON,
     log:
@@ -101,7 +101,7 @@ rule plot_pruning:
         evaluation=f"{RESULTS}/tables/evaluation.tsv",
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
-        **figure_outputs("fig5_pruning", "fig5_pruning.rst"),
+        **figure_outputs("fig5_pruning"),
     params:
         **FIGURE_COMMON,
     log:

@@ -7,7 +7,7 @@ rule layerwise_interpolation:
     input:
         zeroshot=zeroshot_checkpoint(),
         finetuned=finetuned_checkpoint,
-        caches=list(cache_dirs(LAYERWISE_DATASETS).values()),
+        caches=cache_dirs(LAYERWISE_DATASETS),
     output:
         f"{RESULTS}/layerwise_interpolation/{{model}}.tsv",
     params:

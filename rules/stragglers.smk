@@ -44,7 +44,7 @@ rule prune_stragglers:
         zeroshot=zeroshot_checkpoint(),
         finetuned=finetuned_checkpoint,
         stragglers=f"{RESULTS}/stragglers/{{model}}.tsv",
-        caches=list(cache_dirs(PRUNING_DATASETS).values()),
+        caches=cache_dirs(PRUNING_DATASETS),
     output:
         f"{RESULTS}/pruning/{{model}}/seed_{{seed}}.tsv",
     params:
