@@ -51,14 +51,9 @@ def _border_variance(images: np.ndarray) -> float:
     return float(images[:, :, mask].var(axis=2).mean())
 
 
-def _mean_brightness(images: np.ndarray) -> float:
-    return float(images.mean())
-
-
 # One statistic per style, with the direction the style's definition implies.
 STYLE_STATISTICS = [
     ("photo2", _high_frequency_energy, "lower"),   # Gaussian blur, smaller shapes
-    ("photo2", _mean_brightness, "lower"),         # darker backgrounds allowed
     ("sketch", _saturation, "lower"),              # grey outline on white
     ("texture", _high_frequency_energy, "higher"),  # striped / checkered / dotted fills
     ("clutter", _border_variance, "higher"),       # distractors, occluder and pixel noise

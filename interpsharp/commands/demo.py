@@ -1,12 +1,12 @@
-"""``interpsharp demo ...``: build the offline demo world, one step at a time or all at once.
+"""interpsharp demo ...: build the offline demo world, one step at a time or all at once.
 
 Steps (each usable alone, as one Snakemake rule each):
 
-- ``images``    evaluation caches (photo, photo2, sketch, texture, clutter) + ``photo_train``;
-- ``pretrain``  contrastive pretraining of the tiny CLIP -> ``clip.pt`` + ``clip.json``;
-- ``zeroshot``  theta_0 from ``clip.pt`` (paper world's zero-shot head code) -> model-soups ``.pt``;
-- ``finetune``  one sweep entry fine-tuned on ``photo_train`` -> ``model_{i}.pt`` + ``model_{i}.json``;
-- ``build``     all of the above into one folder, printing the time of each stage.
+- images    evaluation caches (photo, photo2, sketch, texture, clutter) + photo_train;
+- pretrain  contrastive pretraining of the tiny CLIP -> clip.pt + clip.json;
+- zeroshot  theta_0 from clip.pt (paper world's zero-shot head code) -> model-soups .pt;
+- finetune  one sweep entry fine-tuned on photo_train -> model_{i}.pt + model_{i}.json;
+- build     all of the above into one folder, printing the time of each stage.
 """
 
 from __future__ import annotations

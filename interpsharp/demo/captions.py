@@ -4,8 +4,10 @@ CLIP learns from web captions that describe *what* is shown and often *how* (a p
 sketch, a pattern). The demo captions do the same: each pretraining image gets one caption
 naming its class, its style and, where the style has one, its colour or pattern
 ("a photo of a red star", "a sketch of a star", "a star with a striped texture",
-"a cluttered picture of a red star"). Attributes make captions more distinct, which matters
+"a cluttered picture of a star"). Attributes make captions more distinct, which matters
 because duplicate captions in a batch act as false negatives under the plain CLIP loss.
+Cluttered pictures get no colour: their distractors are coloured too, so a colour would not
+say which object the caption is about.
 
 The zero-shot head (built by the paper world's code) averages class prompts over templates
 that name the style but no attribute, as OpenAI's ImageNet templates do.
@@ -37,7 +39,7 @@ def caption(style: str, classname: str, attributes: ImageAttributes) -> str:
     if style == "texture":
         return f"a {classname} with a {attributes.pattern} texture"
     if style == "clutter":
-        return f"a cluttered picture of a {attributes.colour} {classname}"
+        return f"a cluttered picture of a {classname}"
     raise KeyError(f"no captions for style {style!r}; pretraining styles: {', '.join(PRETRAIN_STYLES)}")
 
 
@@ -48,5 +50,5 @@ def all_captions() -> list[str]:
         out += [caption("photo", classname, ImageAttributes(colour)) for colour in COLOURS]
         out.append(caption("sketch", classname, ImageAttributes("grey")))
         out += [caption("texture", classname, ImageAttributes("", pattern)) for pattern in PATTERNS]
-        out += [caption("clutter", classname, ImageAttributes(colour)) for colour in COLOURS]
+        out.append(caption("clutter", classname, ImageAttributes("")))
     return out

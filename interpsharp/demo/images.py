@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,8 @@ class StyleParams:
 
     scale: tuple[float, float] = (0.28, 0.42)
     rotation: float = 0.5
-    background: str = "light"  # light | any | white | pattern
+    background: str = "plain"  # plain (one colour, channels in background_range) | white | pattern
+    background_range: tuple[int, int] = (175, 255)
     fill: str = "solid"  # solid | outline | pattern
     outline_width: tuple[int, int] = (5, 8)
     colour_jitter: int = 20
@@ -77,24 +78,11 @@ class StyleParams:
 
 STYLES: dict[str, StyleParams] = {
     "photo": StyleParams(),
-    "photo2": StyleParams(scale=(0.22, 0.36), rotation=1.0, background="any", colour_jitter=35, blur=0.6),
+    "photo2": StyleParams(scale=(0.24, 0.38), rotation=0.7, background_range=(140, 255), colour_jitter=35, blur=0.6),
     "sketch": StyleParams(background="white", fill="outline"),
     "texture": StyleParams(background="pattern", fill="pattern"),
     "clutter": StyleParams(scale=(0.24, 0.38), distractors=(2, 4), occluder=True, noise=18.0),
 }
-
-
-def web_variant(params: StyleParams) -> StyleParams:
-    """The pretraining ("web") version of a style: wider nuisance ranges than the curated sets.
-
-    CLIP's pretraining data are far more varied than ImageNet: objects at any angle and size,
-    on any background. The demo's pretraining images likewise vary rotation, scale and
-    background brightness more than the curated evaluation and fine-tuning sets do, which is
-    where a zero-shot model's robustness to natural shifts comes from.
-    """
-    background = "any" if params.background == "light" else params.background
-    return replace(params, rotation=max(params.rotation, 1.0), scale=(0.2, max(params.scale[1], 0.42)),
-                   background=background)
 
 
 @dataclass(frozen=True)
@@ -221,11 +209,9 @@ def _jittered(rng: np.random.Generator, rgb: tuple[int, int, int], amount: int) 
     return _rgb(np.asarray(rgb, dtype=np.float64) + rng.uniform(-amount, amount, 3))
 
 
-def _background(rng: np.random.Generator, kind: str, canvas: int) -> Image.Image:
-    if kind == "light":
-        return Image.new("RGB", (canvas, canvas), _rgb(rng.uniform(175, 255, 3)))
-    if kind == "any":
-        return Image.new("RGB", (canvas, canvas), _rgb(rng.uniform(80, 255, 3)))
+def _background(rng: np.random.Generator, kind: str, canvas: int, brightness: tuple[int, int]) -> Image.Image:
+    if kind == "plain":
+        return Image.new("RGB", (canvas, canvas), _rgb(rng.uniform(*brightness, 3)))
     if kind == "white":
         return Image.new("RGB", (canvas, canvas), _rgb(np.full(3, rng.uniform(240, 255))))
     if kind == "pattern":
@@ -234,15 +220,14 @@ def _background(rng: np.random.Generator, kind: str, canvas: int) -> Image.Image
     raise KeyError(f"unknown background {kind!r}")
 
 
-def render_image(style: str, label: int, rng: np.random.Generator, image_size: int = 32,
-                 params: StyleParams | None = None) -> tuple[np.ndarray, ImageAttributes]:
-    """One ``(3, H, W)`` uint8 image of class ``label`` in ``style`` (or explicit ``params``), drawn from ``rng``."""
+def render_image(style: str, label: int, rng: np.random.Generator, image_size: int = 32) -> tuple[np.ndarray, ImageAttributes]:
+    """One ``(3, H, W)`` uint8 image of class ``label`` in ``style``, drawn from ``rng``."""
     if style not in STYLES:
         raise KeyError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
-    p = params or STYLES[style]
+    p = STYLES[style]
     canvas = image_size * SUPERSAMPLE
     classname = CLASSNAMES[label]
-    img = _background(rng, p.background, canvas)
+    img = _background(rng, p.background, canvas, p.background_range)
 
     for _ in range(rng.integers(p.distractors[0], p.distractors[1] + 1) if p.distractors[1] else 0):
         other = CLASSNAMES[(label + rng.integers(1, len(CLASSNAMES))) % len(CLASSNAMES)]
@@ -278,19 +263,15 @@ def render_image(style: str, label: int, rng: np.random.Generator, image_size: i
     return np.ascontiguousarray(out.transpose(2, 0, 1)), ImageAttributes(colour=colour_name, pattern=pattern)
 
 
-def generate(style: str, n: int, seed: int, image_size: int = 32, progress: bool = False,
-             params: StyleParams | None = None) -> GeneratedImages:
-    """``n`` images of ``style``; image ``i`` has label ``i % 10`` and its own generator ``(seed, i)``.
-
-    ``params`` replaces the style's drawing parameters (e.g. :func:`web_variant` for pretraining).
-    """
+def generate(style: str, n: int, seed: int, image_size: int = 32, progress: bool = False) -> GeneratedImages:
+    """``n`` images of ``style``; image ``i`` has label ``i % 10`` and its own generator ``(seed, i)``."""
     if style not in STYLES:
         raise KeyError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
     images = np.empty((n, 3, image_size, image_size), dtype=np.uint8)
     labels = np.arange(n, dtype=np.int64) % len(CLASSNAMES)
     attributes = []
     for i in tqdm(range(n), desc=f"draw {style}", disable=not progress, leave=False):
-        images[i], attrs = render_image(style, int(labels[i]), np.random.default_rng((seed, i)), image_size, params)
+        images[i], attrs = render_image(style, int(labels[i]), np.random.default_rng((seed, i)), image_size)
         attributes.append(attrs)
     return GeneratedImages(images=images, labels=labels, attributes=attributes, style=style, seed=seed)
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from interpsharp.checkpoints import atomic_torch_save
 from interpsharp.demo.captions import PRETRAIN_STYLES, caption
-from interpsharp.demo.images import CLASSNAMES, STYLES, generate, web_variant
+from interpsharp.demo.images import CLASSNAMES, STYLES, generate
 from interpsharp.demo.model_config import MODEL_NAME, create_tiny_clip, model_config, tiny_clip_tokenizer
 from interpsharp.demo.training import configure_torch, warmup_cosine, write_record
 from interpsharp.evaluate import normalize_images
@@ -51,7 +51,6 @@ class PretrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     image_size: int = 32
-    web_variation: bool = True
 
 
 @dataclass
@@ -66,11 +65,8 @@ class PretrainingPairs:
 
 
 def pretraining_pairs(images_per_style: Mapping[str, int], seeds: Mapping[str, int], image_size: int = 32,
-                      web_variation: bool = True, progress: bool = False) -> PretrainingPairs:
-    """Generate each pretraining style with its own seed and caption every image.
-
-    With ``web_variation`` the styles are drawn with wider nuisance ranges (:func:`web_variant`).
-    """
+                      progress: bool = False) -> PretrainingPairs:
+    """Generate each pretraining style with its own seed and caption every image."""
     unknown = set(images_per_style) - set(PRETRAIN_STYLES)
     if unknown:
         raise KeyError(f"pretraining styles {sorted(unknown)} have no captions; use {', '.join(PRETRAIN_STYLES)}")
@@ -78,9 +74,8 @@ def pretraining_pairs(images_per_style: Mapping[str, int], seeds: Mapping[str, i
     for style, n in images_per_style.items():
         if n <= 0:
             continue
-        params = web_variant(STYLES[style]) if web_variation else STYLES[style]
-        used[style] = asdict(params)
-        data = generate(style, n, seeds[style], image_size, progress=progress, params=params)
+        used[style] = asdict(STYLES[style])
+        data = generate(style, n, seeds[style], image_size, progress=progress)
         parts.append(data.images)
         texts += [caption(style, CLASSNAMES[int(y)], a) for y, a in zip(data.labels, data.attributes)]
     captions = sorted(set(texts))

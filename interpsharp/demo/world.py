@@ -112,7 +112,7 @@ def pretrain(out_path: str | os.PathLike, config: WorldConfig, threads: int, pro
     configure_torch(threads)
     seeds = world_seeds(config)
     pairs = pretraining_pairs(config.pretrain.images_per_style, {s: seeds[f"pretrain/{s}"] for s in PRETRAIN_STYLES},
-                              config.pretrain.image_size, config.pretrain.web_variation, progress=progress)
+                              config.pretrain.image_size, progress=progress)
     model, record = pretrain_clip(pairs, config.pretrain, seeds["pretrain/init"], threads, progress=progress)
     record["world_seed"] = config.seed
     save_clip(model, out_path, record)
