@@ -64,8 +64,11 @@ class InterpolationPath:
 
     def __init__(self, theta_0: StateDict, theta_1: StateDict, device: str | torch.device = "cpu") -> None:
         check_compatible(theta_0, theta_1)
-        self.theta_0 = {k: v.detach().to(device, torch.float32) for k, v in theta_0.items()}
-        self.theta_1 = {k: v.detach().to(device, torch.float32) for k, v in theta_1.items()}
+        # copy=True: the endpoints are often the state dict of the very model written into
+        # (``InterpolationPath(model.state_dict(), ...)``); without a copy they would alias its
+        # parameters on the same device and the first load_into would overwrite theta_0.
+        self.theta_0 = {k: v.detach().to(device, torch.float32, copy=True) for k, v in theta_0.items()}
+        self.theta_1 = {k: v.detach().to(device, torch.float32, copy=True) for k, v in theta_1.items()}
 
     @torch.no_grad()
     def load_into(self, model: nn.Module, alpha: float, only: Iterable[str] | None = None) -> nn.Module:

@@ -77,3 +77,16 @@ def test_path_loads_in_place_without_new_tensors(endpoints):
     reference.load_state_dict(interpolate_layer(theta_0, theta_1, 0.7, layer))
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+def test_path_from_the_models_own_state_dict_keeps_theta_0(endpoints):
+    """The usual call passes the model's own state dict as theta_0; writing theta(alpha) into
+    the model must not change the path's theta_0 (it would alias the parameters on the CPU)."""
+    theta_0, theta_1 = endpoints
+    model = tiny_classifier(2)
+    model.load_state_dict(theta_0)
+    path = InterpolationPath(model.state_dict(), theta_1)
+    path.load_into(model, 0.5)
+    path.load_into(model, 0.0)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, theta_0[name]), name
