@@ -9,6 +9,7 @@ rule plot_interpolation_paths:
         **figure_outputs("fig1_interpolation"),
     params:
         **FIGURE_COMMON,
+        figure="fig1_interpolation",
     log:
         log_path("plot_interpolation_paths"),
     benchmark:
@@ -32,6 +33,7 @@ rule plot_layerwise_interpolation:
         **figure_outputs("fig2_layerwise_interpolation"),
     params:
         **FIGURE_COMMON,
+        figure="fig2_layerwise_interpolation",
     log:
         log_path("plot_layerwise_interpolation"),
     benchmark:
@@ -55,6 +57,7 @@ rule plot_general_sharpness:
         **figure_outputs("fig3_general_sharpness"),
     params:
         **FIGURE_COMMON,
+        figure="fig3_general_sharpness",
         rho=float(config["general_sharpness"]["rho"]),
     log:
         log_path("plot_general_sharpness"),
@@ -80,6 +83,7 @@ rule plot_layerwise_sharpness:
         **figure_outputs("fig4_layerwise_sharpness"),
     params:
         **FIGURE_COMMON,
+        figure="fig4_layerwise_sharpness",
     log:
         log_path("plot_layerwise_sharpness"),
     benchmark:
@@ -104,6 +108,7 @@ rule plot_pruning:
         **figure_outputs("fig5_pruning"),
     params:
         **FIGURE_COMMON,
+        figure="fig5_pruning",
     log:
         log_path("plot_pruning"),
     benchmark:

@@ -1,4 +1,4 @@
-"""Draw one of Figures 1-5 (the rule's name says which) and save it as PNG and PDF."""
+"""Draw one of Figures 1-5 (params.figure says which) and save it as PNG and PDF."""
 
 from workflow_job import start
 
@@ -11,13 +11,13 @@ tables = {name: read_tsv(path) for name, path in snakemake.input.items()}
 params = snakemake.params
 metrics, dataset = tables["path_metrics"], params.main_ood
 draw = {
-    "plot_interpolation_paths": lambda: plots.plot_interpolation_paths(tables["evaluation"], metrics, dataset),
-    "plot_layerwise_interpolation": lambda: plots.plot_layerwise_interpolation(
+    "fig1_interpolation": lambda: plots.plot_interpolation_paths(tables["evaluation"], metrics, dataset),
+    "fig2_layerwise_interpolation": lambda: plots.plot_layerwise_interpolation(
         tables["layerwise_interpolation"], metrics, dataset),
-    "plot_general_sharpness": lambda: plots.plot_general_sharpness(
+    "fig3_general_sharpness": lambda: plots.plot_general_sharpness(
         tables["general_sharpness"], metrics, dataset, params.rho),
-    "plot_layerwise_sharpness": lambda: plots.plot_layerwise_sharpness(
+    "fig4_layerwise_sharpness": lambda: plots.plot_layerwise_sharpness(
         tables["layerwise_sharpness"], metrics, dataset, tables["stragglers"]),
-    "plot_pruning": lambda: plots.plot_pruning(tables["pruning"], tables["evaluation"], metrics, dataset),
-}[snakemake.rule]
+    "fig5_pruning": lambda: plots.plot_pruning(tables["pruning"], tables["evaluation"], metrics, dataset),
+}[params.figure]
 plots.save_figure(draw(), [snakemake.output.png, snakemake.output.pdf], dpi=params.dpi)
