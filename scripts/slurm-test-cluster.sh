@@ -7,7 +7,10 @@
 #
 # Idempotent: `start` on a running cluster does nothing. Needs root (it installs packages and
 # runs the daemons); it refuses clearly otherwise. Nothing is written outside $STATE except
-# the Debian packages and munge's key and run directory. Accounting is off, so `sacct` does
+# the Debian packages, munge's key and run directory, and /etc/slurm/slurm.conf: a link to
+# $STATE's config while the cluster runs, because Snakemake's jobstep executor removes
+# SLURM_CONF from the environment of the `srun` it starts inside a job (a real cluster's
+# config lives there anyway); `stop` removes the link. Accounting is off, so `sacct` does
 # not work: Snakemake's SLURM plugin must be told to use squeue for status
 # (`--slurm-status-command squeue`), and MinJobAge keeps finished jobs visible to squeue.
 set -euo pipefail
@@ -32,7 +35,7 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurm-client munge >/dev/null
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { local pid; pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
 write_config() {
     local cpus mem_mb
@@ -67,12 +70,28 @@ MinJobAge=3600
 DefMemPerCPU=1024
 GresTypes=gpu
 NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb Gres=gpu:fake:2 State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+# The partition names profiles/slurm uses, so the test submits with the real profile's
+# partitions: CPU rules go to cpu, GPU rules to gpu (both on the one node).
+PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$HOST Default=NO MaxTime=INFINITE State=UP
 CONF
     cat > "$STATE/gres.conf" <<CONF
 NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu0
 NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu1
 CONF
+}
+
+SYSTEM_CONF=/etc/slurm/slurm.conf
+
+link_system_conf() {
+    if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$CONF" ]; then return; fi
+    [ -e "$SYSTEM_CONF" ] && die "$SYSTEM_CONF exists and is not this test cluster's; refusing to shadow a real SLURM configuration"
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -s "$CONF" "$SYSTEM_CONF"
+}
+
+unlink_system_conf() {
+    if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$CONF" ]; then rm -f "$SYSTEM_CONF"; fi
 }
 
 start_munge() {
@@ -100,6 +119,7 @@ start() {
     fi
     mkdir -p "$STATE"
     write_config
+    link_system_conf
     start_munge
     alive "$STATE/slurmctld.pid" || slurmctld -f "$CONF" -c
     alive "$STATE/slurmd.pid" || slurmd -f "$CONF"
@@ -111,11 +131,12 @@ start() {
         fi
         sleep 0.5
     done
-    die "the node did not become idle within 30 s; see $STATE/slurmctld.log and $STATE/slurmd.log"
+    stop >/dev/null
+    die "the node did not become idle within 30 s (daemons stopped again); see $STATE/slurmctld.log and $STATE/slurmd.log"
 }
 
 stop() {
-    local name pidfile
+    local name pidfile pid
     if alive "$STATE/slurmctld.pid"; then
         # Cancel what is still queued or running so no job step outlives its slurmd.
         SLURM_CONF=$CONF scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
@@ -127,13 +148,17 @@ stop() {
     for name in slurmd slurmctld munged; do
         pidfile=$STATE/$name.pid
         if alive "$pidfile"; then
-            kill "$(cat "$pidfile")"
-            for _ in $(seq 50); do alive "$pidfile" || break; sleep 0.1; done
-            alive "$pidfile" && kill -9 "$(cat "$pidfile")"
+            # Wait on the process, not its pid file: daemons remove the file before they exit,
+            # and a slurmd retrying to register can ignore SIGTERM.
+            pid=$(cat "$pidfile")
+            kill "$pid"
+            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
             echo "stopped $name"
         fi
         rm -f "$pidfile"
     done
+    unlink_system_conf
 }
 
 case "${1:-}" in
