@@ -140,3 +140,18 @@ def test_bad_config_value_stops_before_any_job_naming_key_and_allowed_values(tmp
     assert f"invalid config: '{key}'" in result.stderr, result.stderr[-2000:]
     assert allowed in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_paper_config_spells_out_exactly_the_schema_defaults():
+    """config.yaml claims every value equals the schema default (config/demo.yaml relies on it:
+    Snakemake lays it over config.yaml), and every schema field must have a default."""
+    from snakemake.utils import validate
+
+    schema = str(ROOT / "workflow_schemas" / "config.schema.yaml")
+    defaults: dict = {}
+    validate(defaults, schema)
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(paper, schema)
+    paper.pop("demo")  # the demo world's section: config.yaml leaves it to the schema
+    defaults.pop("demo")
+    assert paper == defaults

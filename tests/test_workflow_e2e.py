@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib.image
@@ -62,16 +63,19 @@ def ci_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def ci_run(tmp_path_factory) -> Path:
-    """Run the whole CI world (ending with the report); return the working directory."""
-    workdir = tmp_path_factory.mktemp("ci_world")
-    shutil.copy(CI_CONFIG, workdir / "config.yaml")
-    result = snakemake(
-        ["-j2", "--configfile", str(workdir / "config.yaml"), "--show-failed-logs"],
-        workdir, timeout=1500,
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    return workdir
+def ci_run() -> Path:
+    """Run the whole CI world (ending with the report); yield the working directory.
+
+    A plain temporary directory rather than pytest's numbered ones: pytest sessions started
+    meanwhile (other work on the same machine) prune old numbered directories, and this run
+    takes minutes."""
+    with tempfile.TemporaryDirectory(prefix="interpsharp-ci-world-") as tmp:
+        workdir = Path(tmp)
+        shutil.copy(CI_CONFIG, workdir / "config.yaml")
+        result = snakemake(["-j2", "--configfile", str(workdir / "config.yaml"), "--show-failed-logs"],
+                           workdir, timeout=1500)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        yield workdir
 
 
 def test_every_rule_of_the_demo_world_ran(ci_run):
