@@ -178,7 +178,10 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        # Through a file object, torch names the archive "archive" instead of after the random
+        # temp file, so the same tensors always give the same bytes (checksummable rebuilds).
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
