@@ -31,6 +31,10 @@ def world(tmp_path_factory) -> WorldLayout:
     return WorldLayout(root)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _checkpoints(layout: WorldLayout) -> list[Path]:
     return [layout.clip, layout.zeroshot] + [layout.finetuned(i) for i in range(len(CONFIG.sweep))]
 
@@ -43,6 +47,7 @@ def test_rebuild_is_bit_identical(world, tmp_path):
         a, b = read_state_dict(first), read_state_dict(second)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), first.name
+        assert _sha256(first) == _sha256(second), first.name  # same bytes, so rebuilds can be checksummed
     for name in [*EVAL_SETS, TRAIN_SET]:
         np.testing.assert_array_equal(load_cache(world.data / name).images, load_cache(again.data / name).images)
 
