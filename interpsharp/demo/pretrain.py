@@ -71,7 +71,10 @@ def pretraining_pairs(images_per_style: Mapping[str, int], seeds: Mapping[str, i
     if unknown:
         raise KeyError(f"pretraining styles {sorted(unknown)} have no captions; use {', '.join(PRETRAIN_STYLES)}")
     parts, texts, used = [], [], {}
-    for style, n in images_per_style.items():
+    # Canonical style order, not the mapping's: a config read from YAML or JSON may list the
+    # styles in any order, and the order decides which image sits at which index.
+    for style in PRETRAIN_STYLES:
+        n = images_per_style.get(style, 0)
         if n <= 0:
             continue
         used[style] = asdict(STYLES[style])
