@@ -108,6 +108,10 @@ def pretrain_clip(pairs: PretrainingPairs, config: PretrainConfig, seed: int, th
                   progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train a freshly initialised tiny CLIP on ``pairs``; returns the model and a record of the run."""
     configure_torch(threads)
+    expected = model_config()["vision_cfg"]["image_size"]
+    if pairs.images.shape[-1] != expected:
+        raise ValueError(f"pretraining images are {pairs.images.shape[-1]} px but the tiny CLIP config "
+                         f"({MODEL_NAME}) takes {expected} px; set image_size to {expected}")
     model = create_tiny_clip(seed=seed)
     model.train()
     tokens = tiny_clip_tokenizer()(pairs.captions)
