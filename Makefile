@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo clean-demo
+.PHONY: venv test test-slurm demo clean-demo
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +16,15 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# profiles/slurm against a real SLURM: a one-node test cluster with two fake GPUs runs the CI
+# world through the profile and compares it with a local run (tests/slurm/). Needs root. Its
+# runs stay in SLURM_TEST_DIR for inspection (pytest's shared temp folders rotate away).
+SLURM_TEST_DIR ?= /tmp/interpsharp-test-slurm
+test-slurm: $(STAMP)
+	@[ "$$(id -u)" -eq 0 ] || { echo "make test-slurm: must run as root (it installs slurm-wlm and munge and starts their daemons); on a real cluster use --profile profiles/slurm" >&2; exit 1; }
+	INTERPSHARP_TEST_SLURM=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests/slurm -v -s --basetemp=$(SLURM_TEST_DIR); \
+	status=$$?; scripts/slurm-test-cluster.sh stop; exit $$status
 
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/demo

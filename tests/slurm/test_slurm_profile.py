@@ -1,0 +1,375 @@
+"""profiles/slurm against a real SLURM: the CI world submitted through sbatch equals a local run.
+
+Run by `make test-slurm` (root only; tests/slurm/conftest.py keeps it out of `make test`). A
+module fixture starts the one-node test cluster (scripts/slurm-test-cluster.sh: partitions
+`cpu` and `gpu`, two fake GPUs, no accounting) and at the end stops its daemons by PID,
+checking that none survives. config/ci.yaml then runs twice, each time in its own
+temporary working directory, both from one copy of the working tree: through
+`--profile profiles/slurm --profile profiles/slurm-test` and locally. The checks:
+
+- every job of a GPU rule (a rule that asks for a GPU when the config runs on CUDA) was
+  submitted asking for exactly one GPU on the gpu partition, and SLURM gave its batch
+  environment one (CUDA_VISIBLE_DEVICES); CPU submissions asked for none;
+- a model's batched path points went out as one submission, still asking for one GPU;
+- every SLURM job completed, and every result TSV equals the local run's, exactly;
+- a job fed a corrupt checkpoint is reported failed (by Snakemake and by SLURM) and
+  Snakemake exits non-zero within a bounded time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake_dryrun import gpu_rules as gpu_rules_of
+from snakemake_dryrun import job_resources
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "scripts" / "slurm-test-cluster.sh"
+DAEMONS = ("munged", "slurmctld", "slurmd")
+RUN_TIMEOUT_S = 2400  # a whole CI world on 2 shared cores
+FAILURE_BOUND_S = 300  # the failing run must end (non-zero) within this
+
+
+@dataclass(frozen=True)
+class Code:
+    """A copy of the working tree (tracked and untracked, not ignored files) that every run of
+    this module uses, library included (PYTHONPATH): edits made in the checkout during the
+    test's minutes cannot make the SLURM and the local run differ."""
+
+    root: Path
+
+    @property
+    def snakefile(self) -> Path:
+        return self.root / "Snakefile"
+
+    @property
+    def configs(self) -> list[str]:
+        # config.yaml is what the Snakefile's `configfile:` reads inside the repository; in
+        # another working directory it is passed explicitly, first.
+        return [str(self.root / "config.yaml"), str(self.root / "config" / "ci.yaml")]
+
+    @property
+    def profiles(self) -> list[str]:
+        return ["--profile", str(self.root / "profiles" / "slurm"), "--profile", str(self.root / "profiles" / "slurm-test")]
+
+    @property
+    def ci(self) -> dict:
+        return yaml.safe_load((self.root / "config" / "ci.yaml").read_text())
+
+    @property
+    def slurm_profile(self) -> dict:
+        return yaml.safe_load((self.root / "profiles" / "slurm" / "config.yaml").read_text())
+
+
+@dataclass
+class Run:
+    """One Snakemake invocation: where it ran, how it ended, what it printed."""
+
+    workdir: Path
+    returncode: int | None  # None: killed after its time limit
+    seconds: float
+    output: str
+
+
+def run_snakemake(
+    code: Code, workdir: Path, args: list[str], env: dict[str, str], timeout: float, targets: Sequence[str] = ()
+) -> Run:
+    """Run Snakemake in ``workdir`` with the CI configs; on timeout stop it with SIGINT, which
+    makes the SLURM executor cancel its jobs (SIGTERM does not), then kill it."""
+    log = workdir / "snakemake.out"
+    command = [sys.executable, "-m", "snakemake", "-s", str(code.snakefile), *targets, "--configfile", *code.configs, *args]
+    start = time.monotonic()
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            returncode = None
+    return Run(workdir, returncode, time.monotonic() - start, log.read_text())
+
+
+def tail(run: Run, n: int = 6000) -> str:
+    return f"snakemake in {run.workdir} (rc={run.returncode}, {run.seconds:.0f} s):\n{run.output[-n:]}"
+
+
+# -- the cluster ---------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """The environment clients need for the test cluster. The cluster is started here (or
+    reused if one is up) and stopped at the end either way: no daemon outlives the test."""
+    if os.geteuid() != 0:
+        pytest.fail("make test-slurm needs root: it installs slurm-wlm and munge and starts their daemons")
+    started = subprocess.run([str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
+    try:
+        assert started.returncode == 0, f"{CLUSTER} start failed:\n{started.stdout}\n{started.stderr}"
+        state = Path(os.environ.get("INTERPSHARP_SLURM_STATE", "/tmp/interpsharp-slurm"))
+        pids = {name: int((state / f"{name}.pid").read_text()) for name in DAEMONS}
+        conf = subprocess.run([str(CLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+        yield {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "SLURM_CONF": conf.strip().split("=", 1)[1]}
+    finally:
+        stopped = subprocess.run([str(CLUSTER), "stop"], capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, f"{CLUSTER} stop failed:\n{stopped.stdout}\n{stopped.stderr}"
+    survivors = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+    assert not survivors, f"daemons still running after `{CLUSTER} stop`: {survivors}"
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory) -> Code:
+    root = tmp_path_factory.mktemp("code")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source = ROOT / os.fsdecode(name)
+        if source.is_file():  # tracked files deleted in the checkout are listed too
+            target = root / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return Code(root)
+
+
+@pytest.fixture(scope="module")
+def env(slurm_env, code) -> dict[str, str]:
+    """The cluster's environment with the library imported from the copy (jobs inherit it:
+    sbatch --export=ALL)."""
+    env = {**slurm_env, "PYTHONPATH": str(code.root)}
+    where = subprocess.run(  # from outside the checkout, like the jobs (cwd comes first in sys.path)
+        [sys.executable, "-c", "import interpsharp; print(interpsharp.__file__)"],
+        cwd=code.root.parent, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(code.root), f"interpsharp imported from {where}, not from the copy {code.root}"
+    return env
+
+
+def slurm_jobs(run_uuid: str, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Every SLURM job of one Snakemake run (they share its run ID as job name), as
+    ``scontrol show job`` fields; squeue still lists finished ones (MinJobAge=3600)."""
+    listed = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i", "--name", run_uuid],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout.split()
+    jobs = {}
+    for job_id in listed:
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, env=env, check=True)
+        jobs[job_id] = dict(re.findall(r"(\w+(?:/\w+)?)=(\S*)", shown.stdout))
+    return jobs
+
+
+def run_uuid_of(run: Run) -> str:
+    match = re.search(r"SLURM run ID: (\S+)", run.output)
+    assert match, f"no SLURM run ID in the output\n{tail(run)}"
+    return match.group(1)
+
+
+# -- what Snakemake submitted --------------------------------------------------------------
+@dataclass
+class Submission:
+    """One sbatch call: the options that matter here and the workflow jobs it carries."""
+
+    partition: str | None
+    gpus: str | None
+    account: str | None
+    jobs: list[tuple[str, str]] = field(default_factory=list)  # (rule, wildcards)
+
+    @property
+    def rules(self) -> set[str]:
+        return {rule for rule, _ in self.jobs}
+
+
+def submissions(run: Run) -> list[Submission]:
+    """Parse the plugin's ``sbatch call:`` lines (printed with --verbose)."""
+    found = []
+    for line in run.output.splitlines():
+        if "sbatch call: " not in line:
+            continue
+        tokens = shlex.split(line.split("sbatch call: ", 1)[1])
+        options = {}
+        for i, token in enumerate(tokens):
+            if token in ("-p", "-A"):
+                options[token] = tokens[i + 1]
+            elif "=" in token and token.startswith("--"):
+                key, value = token.split("=", 1)
+                options.setdefault(key, value)
+        wrapped = shlex.split(options["--wrap"])
+        first = wrapped.index("--target-jobs") + 1
+        targets = []
+        for token in wrapped[first:]:
+            if token.startswith("--"):
+                break
+            rule, _, wildcards = token.partition(":")
+            targets.append((rule, wildcards))
+        found.append(
+            Submission(options.get("-p"), options.get("--gpus"), options.get("-A"), targets)
+        )
+    return found
+
+
+# -- runs ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpu_rules(tmp_path_factory, code, env) -> dict[str, int]:
+    """GPU rules and their job counts in the CI DAG, from the workflow itself: the rules whose
+    jobs ask for a GPU once the config runs on CUDA (independent of the profile)."""
+    workdir = tmp_path_factory.mktemp("dryrun")
+    cuda = workdir / "cuda.yaml"
+    cuda.write_text(yaml.safe_dump({"compute": {"device": "cuda", "gpus": 1}}))
+    command = [sys.executable, "-m", "snakemake", "-s", str(code.snakefile), "-n", "--configfile", *code.configs, str(cuda)]
+    dry = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    output = dry.stdout + dry.stderr
+    gpu = gpu_rules_of(output)
+    counts = {rule: len(jobs) for rule, jobs in job_resources(output).items() if rule in gpu}
+    assert counts, "no rule asks for a GPU under compute.device=cuda"
+    return counts
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, code, env) -> Run:
+    """The CI world through the SLURM profile (--verbose: the plugin prints its sbatch calls)."""
+    run = run_snakemake(code, tmp_path_factory.mktemp("slurm"), [*code.profiles, "--verbose"], env, RUN_TIMEOUT_S)
+    print(f"SLURM run: {run.seconds:.0f} s wall, rc={run.returncode}")
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, code, env, slurm_run) -> Run:
+    """The same config on this machine, after the SLURM run (so the two never share cores)."""
+    local_env = {key: value for key, value in env.items() if key != "SLURM_CONF"}
+    run = run_snakemake(code, tmp_path_factory.mktemp("local"), ["--cores", str(os.cpu_count())], local_env, RUN_TIMEOUT_S)
+    print(f"local run: {run.seconds:.0f} s wall, rc={run.returncode}")
+    return run
+
+
+# -- tests ---------------------------------------------------------------------------------
+def test_slurm_run_completes(slurm_run, code, slurm_env):
+    assert slurm_run.returncode == 0, tail(slurm_run)
+    assert re.search(r"(\d+) of \1 steps \(100%\) done", slurm_run.output), tail(slurm_run)
+    jobs = slurm_jobs(run_uuid_of(slurm_run), slurm_env)
+    assert jobs, "squeue lists no job of this run"
+    states = {job_id: fields["JobState"] for job_id, fields in jobs.items()}
+    assert set(states.values()) == {"COMPLETED"}, states
+    subs = submissions(slurm_run)
+    assert len(jobs) == len(subs), f"SLURM knows {len(jobs)} jobs, {len(subs)} were submitted"
+    account = code.slurm_profile["default-resources"]["slurm_account"]
+    assert {sub.account for sub in subs} == {account}, "not every submission carries the profile's account"
+
+
+def test_every_gpu_job_asks_for_and_gets_one_gpu(slurm_run, gpu_rules, slurm_env):
+    subs = submissions(slurm_run)
+    assert subs, f"no sbatch call in the output\n{tail(slurm_run)}"
+    submitted = {rule: 0 for rule in gpu_rules}
+    for sub in subs:
+        gpu_jobs = sub.rules & set(gpu_rules)
+        if not gpu_jobs:
+            assert sub.gpus is None, f"CPU-only submission {sub.jobs} asks for GPUs: --gpus={sub.gpus}"
+            assert sub.partition == "cpu", f"{sub.jobs} went to partition {sub.partition}"
+            continue
+        assert sub.rules <= set(gpu_rules), f"one submission mixes GPU and CPU rules: {sub.jobs}"
+        assert sub.gpus is not None and sub.gpus.split(":")[-1] == "1", f"{sub.jobs}: --gpus={sub.gpus}, expected one GPU"
+        assert sub.partition == "gpu", f"{sub.jobs} went to partition {sub.partition}"
+        for rule, _ in sub.jobs:
+            submitted[rule] += 1
+    assert submitted == gpu_rules, f"GPU jobs submitted per rule {submitted}, DAG has {gpu_rules}"
+    # SLURM's side: what it recorded and what the batch environment got (the jobstep executor
+    # logs its environment with --verbose; the test profile keeps the logs).
+    n_gpu_submissions = sum(1 for sub in subs if sub.rules & set(gpu_rules))
+    jobs = slurm_jobs(run_uuid_of(slurm_run), slurm_env)
+    on_gpu = {job_id: f for job_id, f in jobs.items() if f["Partition"] == "gpu"}
+    assert len(on_gpu) == n_gpu_submissions, f"{len(on_gpu)} jobs on the gpu partition, {n_gpu_submissions} GPU submissions"
+    for job_id, fields in jobs.items():
+        given = re.findall(r"'CUDA_VISIBLE_DEVICES': '([^']*)'", Path(fields["StdOut"]).read_text())
+        if job_id in on_gpu:
+            assert fields.get("TresPerJob") == "gres:gpu:1", f"job {job_id}: TresPerJob={fields.get('TresPerJob')}"
+            assert len(set(given)) == 1 and given[0] in ("0", "1"), f"job {job_id} ({fields['StdOut']}): GPUs {given}"
+        else:
+            assert "TresPerJob" not in fields and not given, f"CPU job {job_id} has GPUs: {fields.get('TresPerJob')} {given}"
+
+
+def test_path_points_of_a_model_are_batched_on_one_gpu(slurm_run, code):
+    batched = [sub for sub in submissions(slurm_run) if sub.rules == {"evaluate_interpolation"}]
+    assert batched, "no submission carried evaluate_interpolation jobs"
+    alphas = code.ci["interpolation"]["alphas"]
+    components = dict(entry.split("=") for entry in code.slurm_profile["group-components"])
+    per_batch = int(components["path_evaluation_{model}"])
+    for sub in batched:
+        models = {re.search(r"model=([^,]+)", wildcards).group(1) for _, wildcards in sub.jobs}
+        assert len(models) == 1, f"one batch mixes models: {sub.jobs}"
+        assert len(sub.jobs) == min(len(alphas), per_batch), f"batch of {len(sub.jobs)} jobs: {sub.jobs}"
+        assert sub.gpus.split(":")[-1] == "1", f"a batch of {len(sub.jobs)} jobs asks for --gpus={sub.gpus}"
+
+
+def result_tables(run: Run, world: str) -> dict[str, Path]:
+    """Every TSV the run wrote under results/<world>/, except Snakemake's timing benchmarks."""
+    results = run.workdir / "results" / world
+    return {
+        str(path.relative_to(results)): path
+        for path in sorted(results.rglob("*.tsv"))
+        if path.relative_to(results).parts[0] != "benchmarks"
+    }
+
+
+def test_results_equal_a_local_run(slurm_run, local_run, code):
+    assert slurm_run.returncode == 0, tail(slurm_run)
+    assert local_run.returncode == 0, tail(local_run)
+    on_slurm, here = result_tables(slurm_run, code.ci["world"]), result_tables(local_run, code.ci["world"])
+    assert here and sorted(on_slurm) == sorted(here), sorted(set(on_slurm) ^ set(here))
+    differing = []
+    for name, path in here.items():
+        expected = pd.read_csv(path, sep="\t", keep_default_na=False)
+        actual = pd.read_csv(on_slurm[name], sep="\t", keep_default_na=False)
+        # Same threads per job on the same CPU: the numbers must agree to the last bit.
+        if not expected.equals(actual):
+            differing.append(name)
+    assert not differing, f"tables differing between the SLURM and the local run: {differing}"
+    print(f"wall time: SLURM {slurm_run.seconds:.0f} s, local {local_run.seconds:.0f} s, {len(here)} tables equal")
+
+
+def test_failing_job_is_reported_and_stops_the_run(slurm_run, code, env, slurm_env, tmp_path_factory):
+    """Evaluate model_0's path from a corrupt checkpoint (copied inputs, nothing upstream to
+    rerun): the batch fails on the node; Snakemake must say so and exit non-zero in time."""
+    assert slurm_run.returncode == 0, tail(slurm_run)
+    world = code.ci["world"]
+    workdir = tmp_path_factory.mktemp("failure")
+    shutil.copytree(slurm_run.workdir / "resources", workdir / "resources")  # keeps mtimes
+    broken = workdir / "resources" / world / "checkpoints" / "model_0.pt"
+    broken.write_bytes(b"not a checkpoint\n")
+    targets = [f"results/{world}/evaluation/model_0/alpha_{float(a):.3f}.tsv" for a in code.ci["interpolation"]["alphas"]]
+    run = run_snakemake(code, workdir, [*code.profiles, "--verbose"], env, FAILURE_BOUND_S, targets=targets)
+    assert run.returncode is not None, f"still running after {FAILURE_BOUND_S} s\n{tail(run)}"
+    assert run.returncode != 0, tail(run)
+    assert "Error in group path_evaluation_model_0" in run.output, tail(run)
+    subs = submissions(run)
+    assert [sub.rules for sub in subs] == [{"evaluate_interpolation"}], f"expected only model_0's batch: {subs}"
+    states = [fields["JobState"] for fields in slurm_jobs(run_uuid_of(run), slurm_env).values()]
+    assert states == ["FAILED"], states
+    rule_log = workdir / "results" / world / "logs" / "evaluate_interpolation" / "model_0"
+    messages = "".join(path.read_text() for path in rule_log.glob("*.log"))
+    assert "model_0.pt" in messages, f"the rule log does not name the broken checkpoint:\n{messages[-3000:]}"
+    assert not any((workdir / t).exists() for t in targets), "a failed job left an output behind"
+    print(f"failure run: rc={run.returncode} after {run.seconds:.0f} s")
