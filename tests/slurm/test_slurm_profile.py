@@ -1,9 +1,9 @@
 """profiles/slurm against a real SLURM: the CI world submitted through sbatch equals a local run.
 
-Run by `make test-slurm` (root only; tests/slurm/conftest.py keeps it out of `make test`). A
-module fixture starts the one-node test cluster (scripts/slurm-test-cluster.sh: partitions
-`cpu` and `gpu`, two fake GPUs, no accounting) and at the end stops its daemons by PID,
-checking that none survives. config/ci.yaml then runs twice, each time in its own
+Run by `make test-slurm` (root only; `make test` skips it: it needs root and runs for
+minutes). A module fixture starts the one-node test cluster (scripts/slurm-test-cluster.sh:
+partitions `cpu` and `gpu`, two fake GPUs, no accounting) and at the end stops its daemons
+by PID, checking that none survives. config/ci.yaml then runs twice, each time in its own
 temporary working directory, both from one copy of the working tree: through
 `--profile profiles/slurm --profile profiles/slurm-test` and locally. The checks:
 
@@ -35,6 +35,9 @@ import pytest
 import yaml
 from snakemake_dryrun import gpu_rules as gpu_rules_of
 from snakemake_dryrun import job_resources
+
+if os.environ.get("INTERPSHARP_TEST_SLURM") != "1":
+    pytest.skip("needs root and a SLURM test cluster: run `make test-slurm`", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "scripts" / "slurm-test-cluster.sh"
