@@ -195,11 +195,12 @@ def test_a_failed_job_leaves_no_finished_output_and_a_rerun_completes_it(ci_run)
     good = first.read_text()
     table.unlink()
     first.write_text(re.sub(r"^model\t", "modell\t", good))  # a per-job table missing a column
-    failed = snakemake(["-j1", "--configfile", str(ci_run / "config.yaml"), str(table.relative_to(ci_run))], ci_run)
+    # The target goes first: --configfile takes every argument after it.
+    failed = snakemake([str(table.relative_to(ci_run)), "-j1", "--configfile", str(ci_run / "config.yaml")], ci_run)
     log = failed.stdout + failed.stderr
     assert failed.returncode != 0 and "Error in rule collect_table" in log, log[-4000:]
     assert not table.exists() and not (ci_run / "results/demo/tables/evaluation.tsv").exists(), log[-4000:]
     first.write_text(good)
-    rerun = snakemake(["-j1", "--configfile", str(ci_run / "config.yaml"), str(table.relative_to(ci_run))], ci_run)
+    rerun = snakemake([str(table.relative_to(ci_run)), "-j1", "--configfile", str(ci_run / "config.yaml")], ci_run)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert table.exists() and not read(ci_run, "path_metrics").empty
