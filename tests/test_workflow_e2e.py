@@ -144,6 +144,12 @@ def test_tables_cover_the_configured_grid_and_agree(ci_run, ci_config):
     # alpha = 0 is theta_0 for every model: one zero-shot accuracy per dataset.
     zero = evaluation[(evaluation["alpha"] == 0) & (evaluation["metric"] == "accuracy")]
     assert (zero.groupby("dataset")["value"].nunique() == 1).all()
+    zero_shot = zero.groupby("dataset")["value"].first()
+    # Every path starts at theta_0: each layer-wise path and each pruned path (pruning changes theta_1 only).
+    for table in ("layerwise_interpolation", "pruning"):
+        rows = read(ci_run, table)
+        start = rows[(rows["alpha"] == 0) & (rows["metric"] == "accuracy")]
+        assert np.allclose(start["value"], start["dataset"].map(zero_shot)), table
 
     main = ci_config["datasets"]["main_ood"]
     metrics = read(ci_run, "path_metrics").set_index(["model", "dataset"])
