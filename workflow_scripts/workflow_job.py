@@ -4,6 +4,7 @@ and the few conversions between the ``snakemake`` object and library calls."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,13 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
     sys.stdout = sys.stderr = log
     print(f"rule {snakemake.rule}, wildcards {dict(snakemake.wildcards)}, threads {snakemake.threads}")
     print(f"params {dict(snakemake.params)}")
+    if int(getattr(snakemake.resources, "gpu", 0) or 0) > 0:
+        # Local runs with several GPUs: pin this job to a free one before torch touches CUDA
+        # (SLURM sets CUDA_VISIBLE_DEVICES itself, and then nothing is claimed).
+        from interpsharp.devices import claim_gpu, machine_gpu_count
+
+        slot = claim_gpu(".snakemake/gpu-slots", machine_gpu_count())
+        print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')} (claimed slot {slot})")
     if torch_threads:
         import torch
 
