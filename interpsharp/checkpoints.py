@@ -44,19 +44,39 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds pickled Python objects other than "
-            f"tensors, and checkpoints are only ever read with weights_only=True "
-            f"({str(err).splitlines()[0]})"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt download?): "
-            f"{str(err).splitlines()[0]}. Delete it and fetch it again."
-        ) from err
+        reason = _weights_unpickler_reason(str(err))
+        if "Unsupported global" in reason:
+            raise CheckpointError(
+                f"{path}: refused to load: the file holds pickled Python objects other than "
+                f"tensors, and checkpoints are only ever read with weights_only=True ({reason})"
+            ) from err
+        raise _unreadable(path, reason) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        # A truncated zip archive raises RuntimeError; bytes that are no pickle at all can
+        # surface as KeyError/ValueError from the unpickler.
+        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict mapping names to tensors, got {type(state).__name__}")
     return dict(state)
+
+
+def _weights_unpickler_reason(message: str) -> str:
+    """The one useful line of torch's long weights_only error message."""
+    for line in message.splitlines():
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if rest:
+                return rest
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    tail = [ln for ln in lines if not ln.startswith(("Check the documentation", "Please file an issue"))]
+    return tail[-1] if tail else message
+
+
+def _unreadable(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable PyTorch checkpoint (truncated or corrupt download?): {reason}. "
+        f"Delete it and fetch it again."
+    )
 
 
 def infer_architecture(state: Mapping[str, torch.Tensor], head_width: int = 64) -> VitArchitecture:

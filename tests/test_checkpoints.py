@@ -140,6 +140,14 @@ def test_truncated_file_is_refused_naming_it(soups_file, tmp_path: Path):
         load_classifier(truncated)
 
 
+@pytest.mark.parametrize("content", [bytes(range(256)) * 8, b"hello, this is text, not a checkpoint"])
+def test_garbage_file_is_called_unreadable_not_malicious(tmp_path: Path, content: bytes):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="garbage.pt: not a readable PyTorch checkpoint"):
+        read_state_dict(path)
+
+
 class _Payload:
     """Unpickling this would create a file: proof that code ran."""
 
