@@ -22,25 +22,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 
-from interpsharp.checkpoints import classifier_from_state
+from interpsharp.checkpoints import random_classifier
 from interpsharp.classifier import CLIPClassifier, VitArchitecture
 from interpsharp.data import load_cache, write_cache
 from interpsharp.evaluate import PRECISIONS, evaluate, normalize_images, pick_device, prepare_model
 
 TINY = VitArchitecture(image_size=32, patch_size=8, width=128, layers=4, head_width=64, mlp_ratio=4.0, embed_dim=64, num_classes=1000)
 
-
-def vitb32_classifier() -> CLIPClassifier:
-    """open_clip's ViT-B-32-quickgelu image tower (random init) with a random 1000-class head."""
-    torch.manual_seed(0)
-    clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    state = {k: v for k, v in clip.state_dict().items() if k.startswith("visual.")}
-    state["classification_head.weight"] = torch.randn(1000, state["visual.proj"].shape[1])
-    state["classification_head.bias"] = torch.zeros(1000)
-    return classifier_from_state(state)
 
 
 def sync(device: torch.device) -> None:
@@ -69,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    model = vitb32_classifier() if args.vitb32 else CLIPClassifier(TINY).eval()
+    model = random_classifier("ViT-B-32-quickgelu") if args.vitb32 else CLIPClassifier(TINY).eval()
     fp32_state = {k: v.clone() for k, v in model.state_dict().items()}
     size = model.arch.image_size
     rng = np.random.default_rng(0)

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 import numpy as np
-import open_clip
 import torch
 
-from interpsharp.checkpoints import classifier_from_state, load_classifier
+from interpsharp.checkpoints import load_classifier, random_classifier
 from interpsharp.classifier import CLIPClassifier, VitArchitecture
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups
@@ -72,15 +71,6 @@ class Clock:
         self.cpu += time.process_time() - cpu
         return out
 
-
-def vitb32_classifier() -> CLIPClassifier:
-    """open_clip's ViT-B-32-quickgelu image tower (random init) with a random 1000-class head."""
-    torch.manual_seed(0)
-    clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    state = {k: v for k, v in clip.state_dict().items() if k.startswith("visual.")}
-    state["classification_head.weight"] = torch.randn(1000, state["visual.proj"].shape[1])
-    state["classification_head.bias"] = torch.zeros(1000)
-    return classifier_from_state(state)
 
 
 def random_case(name: str, model: CLIPClassifier, n_images: int, device: torch.device) -> Case:
@@ -193,7 +183,7 @@ def main() -> None:
             else random_case("demo-shaped ViT (random weights)", CLIPClassifier(DEMO_ARCH).eval(), args.images_demo, device))
     benchmark(demo, args.repeats, args.precision, args.full_sweeps)
     if not args.skip_vitb32:
-        vitb32 = random_case("ViT-B-32-quickgelu (random weights)", vitb32_classifier(), args.images_vitb32, device)
+        vitb32 = random_case("ViT-B-32-quickgelu (random weights)", random_classifier("ViT-B-32-quickgelu"), args.images_vitb32, device)
         benchmark(vitb32, args.repeats, args.precision, args.full_sweeps)
 
 

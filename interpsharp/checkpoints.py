@@ -267,6 +267,22 @@ def build_zeroshot_classifier(
     return zeroshot_classifier_from_clip(clip_model, tokenizer, classnames, templates, head_width, device)
 
 
+def random_classifier(model_name: str = "ViT-B-32-quickgelu", num_classes: int = 1000, seed: int = 0) -> CLIPClassifier:
+    """An open_clip image tower with random weights and a random head, built offline.
+
+    For throughput benchmarks and shape tests, where the weights do not matter but the
+    architecture must be exactly the paper world's.
+    """
+    import open_clip
+
+    torch.manual_seed(seed)
+    clip = open_clip.create_model(model_name, pretrained=None)
+    state = {k: v for k, v in clip.state_dict().items() if k.startswith("visual.")}
+    state["classification_head.weight"] = 0.01 * torch.randn(num_classes, state["visual.proj"].shape[1])
+    state["classification_head.bias"] = torch.zeros(num_classes)
+    return classifier_from_state(state)
+
+
 def _names(items: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
