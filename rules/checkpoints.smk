@@ -1,6 +1,11 @@
 """Paper world: the checkpoints. Downloads the model-soups fine-tunes and builds the zero-shot
 classifier theta_0 from open_clip's OpenAI weights. The demo world replaces this file."""
 
+# Downloads run where Snakemake runs (a cluster's login node), not as cluster jobs: compute
+# nodes are often offline, and a download needs no GPU.
+localrules:
+    download_finetuned,
+
 
 rule download_finetuned:
     output:

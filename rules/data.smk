@@ -3,6 +3,11 @@ pinned sha256), unpacked, and decoded once into memory-mapped caches; user-provi
 (ImageNet, ImageNet-Sketch) are decoded from the folder the config names. The demo world
 replaces this file."""
 
+# See rules/checkpoints.smk: downloads are local jobs on a cluster.
+localrules:
+    download_dataset,
+
+
 rule download_dataset:
     output:
         f"{RESOURCES}/downloads/{{dataset}}/{{archive}}",
