@@ -58,8 +58,6 @@ def load_caches(named_dirs: dict[str, str]):
 def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str):
     """The fixed evaluation subset of a sharpness job: normalised images and labels on the
     device, and the cache's class subset (200-class sets are scored on 1000-way logits)."""
-    import torch
-
     from interpsharp.data import load_cache
     from interpsharp.evaluate import normalize_images, pick_device
     from interpsharp.sharpness import select_subset
