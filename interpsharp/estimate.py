@@ -221,7 +221,8 @@ def count_forwards(inputs: CostInputs) -> pd.DataFrame:
 
     - evaluation: models x alphas x images (all evaluation sets);
     - layerwise_interpolation: models x layers x alphas x images; cached, one theta_0 prefix
-      pass per model, then the layer's fraction per (layer, alpha);
+      pass per model (which is also every layer's alpha-0 point), then the layer's fraction per
+      (layer, non-zero alpha);
     - general_sharpness: models x alphas x images x (1 unperturbed + draws over all radii);
     - layerwise_sharpness: models x alphas x images x (1 unperturbed + layers x draws); the
       unperturbed pass fills the prefix cache, then each draw of a layer costs its fraction;
@@ -237,7 +238,7 @@ def count_forwards(inputs: CostInputs) -> pd.DataFrame:
             "layerwise_interpolation",
             "models x layers x alphas x images",
             c.models * c.layers * c.alphas * c.layerwise_interpolation_images,
-            c.models * c.layerwise_interpolation_images * (1 + c.alphas * swept),
+            c.models * c.layerwise_interpolation_images * (1 + (c.alphas - 1) * swept),
         ),
         (
             "general_sharpness",

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD
 from interpsharp.data import EvalCache
-from interpsharp.interpolate import InterpolationPath, StateDictMismatch
+from interpsharp.interpolate import InterpolationPath
 
 #: Weight dtype of each precision. ``bf16`` casts the weights (the fastest CUDA path, see
 #: SPEC's throughput table); ``bf16_autocast`` keeps fp32 weights and runs matmuls in bf16.
@@ -99,6 +99,14 @@ def prepare_model(model: nn.Module, device: torch.device, precision: str) -> nn.
     return model.to(device=device, dtype=dtype).eval()
 
 
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context forward passes of ``precision`` run in: autocast for ``bf16_autocast``
+    (fp32 weights, bf16 matmuls), nothing otherwise (the weights' dtype decides)."""
+    if precision == "bf16_autocast":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def read_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Copy ``source[idx]`` into ``out`` with one copy: a slice read for consecutive indices
     (sequential disk reads from a memory map), else ``np.take`` into ``out``."""
@@ -111,7 +119,7 @@ def read_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarra
     return out
 
 
-def _device_batches(
+def device_batches(
     cache: EvalCache, order: np.ndarray, batch_size: int, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """uint8 image batches and int64 labels on ``device``, in ``order``.
@@ -179,15 +187,11 @@ def _score(
         raise IndexError(f"{cache.path}: indices must lie in 0..{len(cache) - 1}")
     subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
     input_dtype = PRECISIONS[precision]
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if precision == "bf16_autocast"
-        else contextlib.nullcontext()
-    )
+    autocast = precision_context(device, precision)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     batches = tqdm(
-        _device_batches(cache, order, batch_size, device),
+        device_batches(cache, order, batch_size, device),
         total=math.ceil(len(order) / batch_size),
         desc=f"evaluate {cache.name}",
         unit="batch",
@@ -197,17 +201,26 @@ def _score(
         with autocast:
             logits = model(normalize_images(images, dtype=input_dtype))
         if step == 0:
-            _check_outputs(cache, logits.shape[-1])
-        if subset is not None:
-            logits = logits[:, subset]
-        logits = logits.float()
-        correct += (logits.argmax(dim=1) == labels).sum()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+            check_outputs(cache, logits.shape[-1])
+        batch_correct, batch_loss = score_batch(logits, labels, subset)
+        correct += batch_correct
+        loss_sum += batch_loss
     n = len(order)
     return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n, n=n)
 
 
-def _check_outputs(cache: EvalCache, num_logits: int) -> None:
+def score_batch(
+    logits: torch.Tensor, labels: torch.Tensor, subset: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Number of correct top-1 predictions and the summed cross-entropy (float64) of a batch,
+    on the set's classes only when ``subset`` holds them (200-class sets)."""
+    if subset is not None:
+        logits = logits[:, subset]
+    logits = logits.float()
+    return (logits.argmax(dim=1) == labels).sum(), F.cross_entropy(logits, labels, reduction="sum").double()
+
+
+def check_outputs(cache: EvalCache, num_logits: int) -> None:
     if cache.class_subset is not None:
         if max(cache.class_subset) >= num_logits:
             raise ValueError(
@@ -238,9 +251,7 @@ def evaluate_path(
     """
     device = pick_device(device)
     check_precision(precision)
-    unset = sorted(set(model.state_dict()) - set(path.theta_0))
-    if unset:
-        raise StateDictMismatch(f"the path does not set these model tensors, so results would depend on stale values: {', '.join(unset)}")
+    path.require_sets_every_tensor_of(model)
     only = None if only is None else list(only)
     # Every tensor is overwritten per alpha, so casting the model here loses nothing.
     model.to(device=device, dtype=PRECISIONS[precision])

@@ -87,3 +87,27 @@ class InterpolationPath:
             else:
                 target.copy_(w0)
         return model
+
+    @torch.no_grad()
+    def load_layer(self, model: nn.Module, alpha: float, names: Iterable[str]) -> nn.Module:
+        """Write ``theta(alpha)`` into the tensors ``names`` only, leaving every other tensor as
+        it is. Moving one layer of a model that holds theta_0 costs that layer's size, not the
+        model's: the layer-wise sweep does it once per (layer, alpha, chunk of images)."""
+        targets = dict(model.named_parameters())
+        targets.update(dict(model.named_buffers()))
+        unknown = sorted(set(names) - (set(self.theta_0) & set(targets)))
+        if unknown:
+            raise StateDictMismatch(f"not a tensor of both the path and the model: {', '.join(unknown)}")
+        for name in names:
+            targets[name].copy_(torch.lerp(self.theta_0[name], self.theta_1[name], float(alpha)))
+        return model
+
+    def require_sets_every_tensor_of(self, model: nn.Module) -> None:
+        """Raise unless the path sets every tensor of ``model``: a tensor it leaves alone would
+        keep whatever value it had, and results would depend on it."""
+        unset = sorted(set(model.state_dict()) - set(self.theta_0))
+        if unset:
+            raise StateDictMismatch(
+                f"the path does not set these model tensors, so results would depend on stale values: {', '.join(unset)}"
+            )
+

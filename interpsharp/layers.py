@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from typing import Iterable, Mapping
 
 from interpsharp.classifier import CLIPClassifier
 
@@ -56,3 +57,15 @@ def layer_groups(model: CLIPClassifier) -> "OrderedDict[str, list[str]]":
 
     ordered = sorted(enumerate(groups.items()), key=forward_position)
     return OrderedDict(item for _, item in ordered)
+
+
+def select_layers(groups: Mapping[str, list[str]], layers: Iterable[str] | None) -> list[str]:
+    """``layers`` checked against the model's layer ``groups`` (all of them when None)."""
+    if layers is None:
+        return list(groups)
+    chosen = list(layers)
+    unknown = [layer for layer in chosen if layer not in groups]
+    if unknown:
+        raise KeyError(f"unknown layer(s) {', '.join(unknown)}; the model's layers are: {', '.join(groups)}")
+    return chosen
+

@@ -16,9 +16,10 @@ Design choices, and why:
   same model (:class:`~interpsharp.interpolate.InterpolationPath`).
 - **Prefix caching.** Perturbing a layer leaves every forward stage before it unchanged, so the
   layer-wise sweep computes all stage inputs once per alpha and resumes the forward pass at the
-  first stage that reads the perturbed layer (:class:`PrefixCachedLoss`); inside a transformer
-  block it resumes after the attention residual (``ln_2``, ``mlp.c_fc``) or at the MLP hidden
-  state (``mlp.c_proj``). :class:`FullForwardLoss` is the plain reference (full forward per
+  first stage that reads the perturbed layer (:class:`PrefixCachedLoss`, over
+  :class:`~interpsharp.prefix_cache.PrefixCache`, which layer-wise interpolation shares); inside
+  a transformer block it resumes after the attention residual (``ln_2``, ``mlp.c_fc``) or at the
+  MLP hidden state (``mlp.c_proj``). :class:`FullForwardLoss` is the plain reference (full forward per
   draw); both share the perturbation code and agree to rounding (tests, benchmark).
 - **Non-finite losses** (large rho can blow a layer up) are counted in ``n_nonfinite`` and
   left out of the mean instead of crashing a long sweep.
@@ -42,7 +43,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -50,7 +50,8 @@ from tqdm import tqdm
 
 from interpsharp.classifier import CLIPClassifier
 from interpsharp.interpolate import InterpolationPath
-from interpsharp.layers import layer_groups, layer_name_of, stage_of_layer
+from interpsharp.layers import layer_groups, layer_name_of, select_layers
+from interpsharp.prefix_cache import BLOCK_CACHE_BYTES, PrefixCache
 
 #: ``criterion(outputs, labels)`` -> mean loss over the batch (a 0-d tensor).
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -190,77 +191,12 @@ class FullForwardLoss:
 
 # -- prefix caching ---------------------------------------------------------------------------
 
-# Where a forward pass can resume: the input of a stage, or inside block stage `stage` after
-# its attention residual ("after_attention", needs x1) or at its MLP hidden state ("mlp_hidden",
-# needs x1 and h = gelu(c_fc(ln_2(x1)))).
-_INPUT, _AFTER_ATTENTION, _MLP_HIDDEN = "input", "after_attention", "mlp_hidden"
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """The earliest point of the forward pass that depends on a layer."""
-
-    stage: int
-    part: str = _INPUT
-
-
-def _splittable(model: CLIPClassifier) -> bool:
-    """Whether blocks can be resumed mid-way with ops identical to the block's own forward."""
-    transformer = model.visual.transformer
-    return getattr(transformer, "batch_first", True) and all(
-        type(block) is ResidualAttentionBlock
-        and not hasattr(block, "ln_1_kv")
-        and list(block.mlp._modules) == ["c_fc", "gelu", "c_proj"]
-        for block in transformer.resblocks
-    )
-
-
-def resume_point(model: CLIPClassifier, layer: str, within_blocks: bool = True) -> ResumePoint:
-    """Where the forward pass must restart after ``layer`` changes."""
-    stage = stage_of_layer(model, layer)
-    if within_blocks and 1 <= stage <= model.arch.layers and _splittable(model):
-        block = f"visual.transformer.resblocks.{stage - 1}."
-        part = {block + "ln_2": _AFTER_ATTENTION, block + "mlp.c_fc": _AFTER_ATTENTION, block + "mlp.c_proj": _MLP_HIDDEN}
-        return ResumePoint(stage, part.get(layer, _INPUT))
-    return ResumePoint(stage)
-
-
-# These three functions are open_clip's ResidualAttentionBlock.forward cut in pieces: the same
-# modules in the same order, so the pieces chained equal block(x) bit for bit (tested).
-def _attention_residual(block: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
-    return x + block.ls_1(block.attention(q_x=block.ln_1(x)))
-
-
-def _mlp_hidden(block: ResidualAttentionBlock, x1: torch.Tensor) -> torch.Tensor:
-    return block.mlp.gelu(block.mlp.c_fc(block.ln_2(x1)))
-
-
-def _from_mlp_hidden(block: ResidualAttentionBlock, x1: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    return x1 + block.ls_2(block.mlp.c_proj(h))
-
-
-#: Memory for keeping every block's ``x1`` and ``h`` from the first forward pass (see
-#: :class:`PrefixCachedLoss`); above it they are recomputed one block at a time.
-BLOCK_CACHE_BYTES = 2 * 2**30
-
-
 class PrefixCachedLoss:
     """Loss after a change to one layer, recomputing only the stages that depend on it.
 
-    Built once per set of weights (one alpha): one forward pass keeps the input of every stage
-    the given layers need (all batches, on the model's device: memory grows with the number of
-    images). ``loss(layer)`` then resumes there with the model's current weights, which must
-    differ from the cached ones only in ``layer``.
-
-    Inside a block, resuming needs the attention residual ``x1`` and the MLP hidden state ``h``
-    (4x wider). Kept for every block they take 5x the memory of the block inputs (ViT-B/32 on all
-    of ImageNet-A in fp32: ~70 GB), so they are kept from the first pass only when that fits in
-    ``block_cache_bytes``; otherwise they are recomputed from the cached block input when first
-    needed and kept for that one block. Recomputing costs about 2/3 of a block per block and
-    alpha against 4/3 of a block saved per draw, so it only shows with very few draws. The
-    one-changed-layer contract is what makes recomputing right: ``x1`` depends only on ``ln_1``
-    and the attention (not the perturbed layer when that is ``ln_2``, ``c_fc`` or ``c_proj``),
-    and ``h``, needed only for ``c_proj``, only on ``ln_2`` and ``c_fc``.
+    Built once per set of weights (one alpha) over a :class:`~interpsharp.prefix_cache.PrefixCache`
+    of the batches' images; ``loss(layer)`` resumes each batch where ``layer`` is first read,
+    with the model's current weights, which must differ from the cached ones only in ``layer``.
     """
 
     def __init__(
@@ -272,68 +208,14 @@ class PrefixCachedLoss:
         within_blocks: bool = True,
         block_cache_bytes: int = BLOCK_CACHE_BYTES,
     ) -> None:
-        self.model, self.batches, self.criterion = model, batches, criterion
-        self.points = {layer: resume_point(model, layer, within_blocks) for layer in layers}
-        stages = {p.stage for p in self.points.values()}
-        split = {p.stage for p in self.points.values() if p.part != _INPUT}
-        self.inputs: list[dict[int, torch.Tensor]] = []
-        # Block stage -> (x1 per batch, h per batch or None): every split block's when they fit
-        # the budget (filled by the first pass), else only the block being worked on.
-        self._blocks: dict[int, tuple[list[torch.Tensor], list[torch.Tensor] | None]] = {}
-        self._keep_all = self._block_bytes(len(split)) <= block_cache_bytes
+        self.batches, self.criterion = batches, criterion
+        self.cache = PrefixCache(model, [x for x, _ in batches], layers, within_blocks, block_cache_bytes)
         with torch.no_grad():
-            self.baseline = _batch_mean(lambda b: self._fill(b, stages, split if self._keep_all else set()), batches, criterion)
-
-    def _block_bytes(self, n_blocks: int) -> int:
-        """Bytes of ``x1`` and ``h`` for ``n_blocks`` blocks and every image."""
-        arch, n_images = self.model.arch, sum(len(y) for _, y in self.batches)
-        tokens = (arch.image_size // arch.patch_size) ** 2 + 1
-        per_token = arch.width + int(arch.width * arch.mlp_ratio)
-        return n_blocks * n_images * tokens * per_token * next(self.model.parameters()).element_size()
-
-    def _fill(self, b: int, stages: set[int], keep: set[int]) -> torch.Tensor:
-        x = self.batches[b][0]
-        entry: dict[int, torch.Tensor] = {}
-        for stage in range(self.model.num_stages):
-            if stage in stages:
-                entry[stage] = x
-            if stage in keep:
-                block = self.model.visual.transformer.resblocks[stage - 1]
-                x1s, hs = self._blocks.setdefault(stage, ([], []))
-                x1s.append(_attention_residual(block, x))
-                hs.append(_mlp_hidden(block, x1s[-1]))
-                x = _from_mlp_hidden(block, x1s[-1], hs[-1])
-            else:
-                x = self.model.stage(stage)(x)
-        self.inputs.append(entry)
-        return x
-
-    def _inside_block(self, stage: int, need_hidden: bool) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        if stage not in self._blocks:
-            block = self.model.visual.transformer.resblocks[stage - 1]
-            self._blocks.clear()  # free the previous block's activations before computing these
-            self._blocks[stage] = ([_attention_residual(block, entry[stage]) for entry in self.inputs], None)
-        x1s, hs = self._blocks[stage]
-        if need_hidden and hs is None:
-            block = self.model.visual.transformer.resblocks[stage - 1]
-            hs = [_mlp_hidden(block, x1) for x1 in x1s]
-            self._blocks[stage] = (x1s, hs)
-        return x1s, hs
-
-    def _resume(self, point: ResumePoint, b: int) -> torch.Tensor:
-        if point.part == _INPUT:
-            return self.model.forward_from(point.stage, self.inputs[b][point.stage])
-        block = self.model.visual.transformer.resblocks[point.stage - 1]
-        x1s, hs = self._inside_block(point.stage, need_hidden=point.part == _MLP_HIDDEN)
-        h = hs[b] if point.part == _MLP_HIDDEN else _mlp_hidden(block, x1s[b])
-        return self.model.forward_from(point.stage + 1, _from_mlp_hidden(block, x1s[b], h))
+            self.baseline = _batch_mean(lambda b: self.cache.outputs[b], batches, criterion)
 
     @torch.no_grad()
     def loss(self, layer: str) -> torch.Tensor:
-        if layer not in self.points:
-            raise KeyError(f"layer {layer!r} was not among the layers this cache was built for")
-        point = self.points[layer]
-        return _batch_mean(lambda b: self._resume(point, b), self.batches, self.criterion)
+        return _batch_mean(lambda b: self.cache.resume(layer, b), self.batches, self.criterion)
 
 
 # -- Monte-Carlo core -------------------------------------------------------------------------
@@ -416,16 +298,6 @@ def parameter_groups(model: nn.Module) -> "OrderedDict[str, list[str]]":
     return groups
 
 
-def _select_layers(groups: Mapping[str, list[str]], layers: Iterable[str] | None) -> list[str]:
-    if layers is None:
-        return list(groups)
-    chosen = list(layers)
-    unknown = [layer for layer in chosen if layer not in groups]
-    if unknown:
-        raise KeyError(f"unknown layer(s) {', '.join(unknown)}; the model's layers are: {', '.join(groups)}")
-    return chosen
-
-
 def average_sharpness(
     model: nn.Module,
     images: torch.Tensor,
@@ -452,7 +324,7 @@ def average_sharpness(
     criterion = criterion or cross_entropy_criterion(class_subset)
     groups = parameter_groups(model)
     named = dict(model.named_parameters())
-    params = [(n, named[n]) for layer in _select_layers(groups, layers) for n in groups[layer]]
+    params = [(n, named[n]) for layer in select_layers(groups, layers) for n in groups[layer]]
     evaluator = FullForwardLoss(model, _batches(images, labels, batch_size), criterion)
     scales = [rho * p.detach().abs() for _, p in params]
     losses = perturbed_losses(params, scales, n_iter, seed, antithetic, lambda: evaluator.loss(None))
@@ -569,7 +441,7 @@ def layerwise_sharpness(
     batches = _batches(images, labels, batch_size)
     criterion = cross_entropy_criterion(class_subset)
     groups = layer_groups(model)
-    chosen = _select_layers(groups, layers)
+    chosen = select_layers(groups, layers)
     named = dict(model.named_parameters())
     alphas = [float(a) for a in alphas]
     rows = []
@@ -679,7 +551,7 @@ def hutchinson_trace(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     groups = parameter_groups(model)
     named = dict(model.named_parameters())
-    names = [n for layer in _select_layers(groups, layers) for n in groups[layer]]
+    names = [n for layer in select_layers(groups, layers) for n in groups[layer]]
     samples = []
     for s in tqdm(range(n_samples), desc="hutchinson", unit="probe", disable=not progress):
         u = {n: named[n].detach().abs() * rademacher_probe(n, named[n].shape, seed, s, named[n].device, named[n].dtype) for n in names}

@@ -90,3 +90,20 @@ def test_path_from_the_models_own_state_dict_keeps_theta_0(endpoints):
     path.load_into(model, 0.0)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, theta_0[name]), name
+
+
+def test_load_layer_writes_only_that_layer(endpoints):
+    theta_0, theta_1 = endpoints
+    model = tiny_classifier(2)
+    path = InterpolationPath(theta_0, theta_1)
+    path.load_into(model, 0.0)
+    names = layer_groups(model)["visual.transformer.resblocks.0.attn"]
+    path.load_layer(model, 0.7, names)
+    expected = interpolate_layer(theta_0, theta_1, 0.7, names)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    assert not torch.equal(state[names[0]], theta_0[names[0]])
+    path.load_layer(model, 0.0, names)  # back to theta_0 exactly
+    assert all(torch.equal(t, theta_0[k]) for k, t in model.state_dict().items())
+    with pytest.raises(StateDictMismatch, match="visual.nothing"):
+        path.load_layer(model, 0.5, ["visual.nothing"])
