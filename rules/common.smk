@@ -181,9 +181,30 @@ RUNTIME = config["compute"]["runtime"]
 HEAD_WIDTH = config["zeroshot"]["head_width"]
 
 
-def gpu_job(kind):
-    """Resources of a model job: a GPU when the config runs on CUDA, none on a CPU."""
-    return dict(gpu=GPUS, mem_mb=config["compute"]["gpu_job_mem_mb"], runtime=RUNTIME[kind])
+def gpu_job(kind, points=1):
+    """Resources of a model job: a GPU when the config runs on CUDA, none on a CPU; the wall
+    time of ``points`` jobs of this kind run one after another."""
+    return dict(gpu=GPUS, mem_mb=config["compute"]["gpu_job_mem_mb"], runtime=RUNTIME[kind] * points)
+
+
+# -- path rules: one job per (model, alpha) or per model (compute.path_jobs) -------------
+PER_MODEL_PATHS = config["compute"]["path_jobs"] == "per_model"
+#: Wildcards part of a path job's log and benchmark file names.
+PATH_JOB = "{model}/all_alphas" if PER_MODEL_PATHS else "{model}/alpha_{alpha}"
+#: Path points one job computes (for resources: its wall time is theirs added up).
+POINTS_PER_PATH_JOB = len(ALPHAS) if PER_MODEL_PATHS else 1
+
+
+def path_point_files(folder):
+    """The files of a path job: one per (model, alpha) either way, so nothing downstream knows
+    how the path was cut into jobs; a per-model job writes all of its model's."""
+    pattern = f"{RESULTS}/{folder}/{{model}}/alpha_{{alpha}}.tsv"
+    return expand(pattern, alpha=ALPHAS, allow_missing=True) if PER_MODEL_PATHS else pattern
+
+
+def path_job_alphas(wildcards):
+    """The alphas of a path job, in the order of its output files."""
+    return [float(a) for a in ALPHAS] if PER_MODEL_PATHS else [float(wildcards.alpha)]
 
 
 def cpu_job(kind):

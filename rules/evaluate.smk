@@ -1,5 +1,6 @@
 """Accuracy and loss along the WiSE-FT path: one job per (model, alpha) over every evaluation
-set, so the path's 21 points spread over GPUs; then one tidy table and the path metrics."""
+set, so the path's 21 points spread over GPUs (or one per model: compute.path_jobs); then one
+tidy table and the path metrics."""
 
 
 rule evaluate_interpolation:
@@ -8,21 +9,21 @@ rule evaluate_interpolation:
         finetuned=finetuned_checkpoint,
         caches=cache_dirs(DATASETS),
     output:
-        f"{RESULTS}/evaluation/{{model}}/alpha_{{alpha}}.tsv",
+        path_point_files("evaluation"),
     params:
         datasets=DATASETS,
-        alpha=lambda wildcards: float(wildcards.alpha),
+        alphas=path_job_alphas,
         batch_size=config["evaluation"]["batch_size"],
         precision=config["evaluation"]["precision"],
         device=config["compute"]["device"],
         head_width=HEAD_WIDTH,
     log:
-        log_path("evaluate_interpolation", "{model}/alpha_{alpha}"),
+        log_path("evaluate_interpolation", PATH_JOB),
     benchmark:
-        benchmark_path("evaluate_interpolation", "{model}/alpha_{alpha}")
+        benchmark_path("evaluate_interpolation", PATH_JOB)
     threads: GPU_JOB_THREADS
     resources:
-        **gpu_job("evaluate"),
+        **gpu_job("evaluate", POINTS_PER_PATH_JOB),
     group:
         "path_points"
     conda:

@@ -1,6 +1,6 @@
 """Adaptive average-case sharpness (Eq. 3) along the path: general (noise on every parameter,
 all radii of the sweep in one job) and layer-wise (noise on one layer; every layer in one job,
-where prefix caching pays off), one job per (model, alpha)."""
+where prefix caching pays off), one job per (model, alpha), or per model (compute.path_jobs)."""
 
 
 rule general_sharpness:
@@ -9,10 +9,10 @@ rule general_sharpness:
         finetuned=finetuned_checkpoint,
         cache=cache_dir(GENERAL_SHARPNESS_DATASET),
     output:
-        f"{RESULTS}/sharpness/general/{{model}}/alpha_{{alpha}}.tsv",
+        path_point_files("sharpness/general"),
     params:
         dataset=GENERAL_SHARPNESS_DATASET,
-        alpha=lambda wildcards: float(wildcards.alpha),
+        alphas=path_job_alphas,
         rhos=RHOS,
         n_iter=config["general_sharpness"]["n_iter"],
         n_samples=config["general_sharpness"]["n_samples"],
@@ -22,12 +22,12 @@ rule general_sharpness:
         device=config["compute"]["device"],
         head_width=HEAD_WIDTH,
     log:
-        log_path("general_sharpness", "{model}/alpha_{alpha}"),
+        log_path("general_sharpness", PATH_JOB),
     benchmark:
-        benchmark_path("general_sharpness", "{model}/alpha_{alpha}")
+        benchmark_path("general_sharpness", PATH_JOB)
     threads: GPU_JOB_THREADS
     resources:
-        **gpu_job("general_sharpness"),
+        **gpu_job("general_sharpness", POINTS_PER_PATH_JOB),
     group:
         "path_points"
     conda:
@@ -42,10 +42,10 @@ rule layerwise_sharpness:
         finetuned=finetuned_checkpoint,
         cache=cache_dir(LAYERWISE_SHARPNESS_DATASET),
     output:
-        f"{RESULTS}/sharpness/layerwise/{{model}}/alpha_{{alpha}}.tsv",
+        path_point_files("sharpness/layerwise"),
     params:
         dataset=LAYERWISE_SHARPNESS_DATASET,
-        alpha=lambda wildcards: float(wildcards.alpha),
+        alphas=path_job_alphas,
         mode=config["layerwise_sharpness"]["mode"],
         rho=config["layerwise_sharpness"]["rho"],
         n_iter=config["layerwise_sharpness"]["n_iter"],
@@ -56,12 +56,12 @@ rule layerwise_sharpness:
         device=config["compute"]["device"],
         head_width=HEAD_WIDTH,
     log:
-        log_path("layerwise_sharpness", "{model}/alpha_{alpha}"),
+        log_path("layerwise_sharpness", PATH_JOB),
     benchmark:
-        benchmark_path("layerwise_sharpness", "{model}/alpha_{alpha}")
+        benchmark_path("layerwise_sharpness", PATH_JOB)
     threads: GPU_JOB_THREADS
     resources:
-        **gpu_job("layerwise_sharpness"),
+        **gpu_job("layerwise_sharpness", POINTS_PER_PATH_JOB),
     conda:
         "../envs/interpsharp.yaml"
     script:

@@ -106,12 +106,37 @@ def test_demo_profile_plans_the_demo_world(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     counts = job_counts(result.stdout + result.stderr)
     models = len(config["demo"]["finetune"]["recipes"])
-    points = models * len(config["interpolation"]["alphas"])
+    assert config["compute"]["path_jobs"] == "per_model", "the demo runs each model's path in one job"
     assert counts["demo_images"] == 1 + len(config["datasets"]["ood"])
     assert counts["demo_finetune"] == models and counts["demo_pretrain"] == 1
-    assert counts["evaluate_interpolation"] == counts["general_sharpness"] == counts["layerwise_sharpness"] == points
+    assert counts["evaluate_interpolation"] == counts["general_sharpness"] == counts["layerwise_sharpness"] == models
     assert counts["prune_stragglers"] == models * len(config["pruning"]["mask_seeds"])
     assert not {"download_finetuned", "download_dataset", "build_cache"} & set(counts)
+
+
+def test_per_model_path_jobs_write_every_point_and_ask_for_their_summed_wall_time(tmp_path):
+    """compute.path_jobs: per_model cuts the same per-(model, alpha) files into one job per model."""
+    from snakemake.utils import validate
+    from snakemake_dryrun import job_resources
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(config, str(ROOT / "workflow_schemas" / "config.schema.yaml"))  # fills the runtime defaults
+    per_model = write_config(tmp_path / "per_model.yaml", ROOT / "config.yaml", compute={"path_jobs": "per_model"})
+    result = snakemake(["-n", "--configfile", str(per_model)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    models, alphas = config["finetuned"]["models"], config["interpolation"]["alphas"]
+    runtime = config["compute"]["runtime"]
+    jobs = job_resources(output)
+    for rule, kind, folder in (("evaluate_interpolation", "evaluate", "evaluation"),
+                               ("general_sharpness", "general_sharpness", "sharpness/general"),
+                               ("layerwise_sharpness", "layerwise_sharpness", "sharpness/layerwise")):
+        assert len(jobs[rule]) == len(models), rule
+        assert {int(job["runtime"]) for job in jobs[rule]} == {runtime[kind] * len(alphas)}, rule
+        for i in models:
+            for alpha in alphas:
+                assert f"results/paper/{folder}/model_{i}/alpha_{alpha:.3f}.tsv" in output, (rule, i, alpha)
+    assert job_counts(output)["collect_table"] == 6  # downstream is untouched
 
 
 def test_paper_world_run_stops_before_any_job_when_user_data_is_missing(tmp_path):

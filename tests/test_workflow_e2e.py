@@ -194,6 +194,26 @@ def test_changing_a_sharpness_setting_reruns_only_what_depends_on_it(ci_run, ci_
     assert job_counts(result.stdout + result.stderr) == {**expected, "total": sum(expected.values())}
 
 
+def test_per_model_path_jobs_give_the_per_alpha_jobs_results_to_the_bit(ci_run, ci_config, tmp_path):
+    """compute.path_jobs: per_model (the demo's setting) runs a model's whole path in one
+    process; its files must be the per-alpha jobs' exactly (same threads, same batches)."""
+    workdir = tmp_path / "per_model"
+    shutil.copytree(ci_run / "resources", workdir / "resources")  # keeps mtimes: nothing upstream reruns
+    config = write_config(workdir / "config.yaml", CI_CONFIG, compute={"path_jobs": "per_model"})
+    alphas = ci_config["interpolation"]["alphas"]
+    targets = [f"results/demo/{folder}/model_1/alpha_{float(a):.3f}.tsv"
+               for folder in ("evaluation", "sharpness/general", "sharpness/layerwise") for a in alphas]
+    # The targets go first: --configfile takes every argument after it.
+    result = snakemake([*targets, "-j2", "--configfile", str(config)], workdir, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"evaluate_interpolation": 1, "general_sharpness": 1, "layerwise_sharpness": 1, "total": 3}
+    for target in targets:
+        per_model = pd.read_csv(workdir / target, sep="\t", keep_default_na=False)
+        per_alpha = pd.read_csv(ci_run / target, sep="\t", keep_default_na=False)
+        assert len(per_model) > 0 and per_model.equals(per_alpha), target
+
+
 def test_a_failed_job_leaves_no_finished_output_and_a_rerun_completes_it(ci_run):
     # Runs last on purpose: it rewrites part of the shared run.
     table = ci_run / "results/demo/tables/path_metrics.tsv"

@@ -1,11 +1,10 @@
-"""Accuracy and loss of theta(alpha) for one (model, alpha) on every evaluation set."""
+"""Accuracy and loss of theta(alpha) on every evaluation set, for the alphas of one path job."""
 
-from workflow_job import load_caches, load_endpoints, start
+from workflow_job import load_caches, load_endpoints, start, write_per_alpha
 
 start(snakemake)
 
 from interpsharp.evaluate import evaluate_path
-from interpsharp.tables import write_tsv
 
 model, path = load_endpoints(
     snakemake.input.zeroshot, snakemake.input.finetuned, snakemake.params.device, snakemake.params.head_width
@@ -15,10 +14,10 @@ table = evaluate_path(
     model,
     path,
     caches,
-    [snakemake.params.alpha],
+    snakemake.params.alphas,
     model_name=snakemake.wildcards.model,
     batch_size=snakemake.params.batch_size,
     device=snakemake.params.device,
     precision=snakemake.params.precision,
 )
-write_tsv(table, snakemake.output[0])
+write_per_alpha(table, snakemake.params.alphas, list(snakemake.output))

@@ -1,18 +1,17 @@
-"""General adaptive average-case sharpness of theta(alpha) for one (model, alpha), every rho."""
+"""General adaptive average-case sharpness of theta(alpha), every rho, for the alphas of one path job."""
 
-from workflow_job import load_endpoints, sharpness_inputs, start
+from workflow_job import load_endpoints, sharpness_inputs, start, write_per_alpha
 
 start(snakemake)
 
 from interpsharp.sharpness import general_sharpness
-from interpsharp.tables import write_tsv
 
 params = snakemake.params
 model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
 images, labels, class_subset = sharpness_inputs(snakemake.input.cache, params.n_samples, params.seed, params.device)
 table = general_sharpness(
-    model, path, [params.alpha], images, labels, params.rhos, params.n_iter, params.seed,
+    model, path, params.alphas, images, labels, params.rhos, params.n_iter, params.seed,
     class_subset=class_subset, batch_size=params.batch_size, precision=params.precision,
     model_name=snakemake.wildcards.model, dataset=params.dataset,
 )
-write_tsv(table, snakemake.output[0])
+write_per_alpha(table, snakemake.params.alphas, list(snakemake.output))

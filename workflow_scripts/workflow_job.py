@@ -67,3 +67,18 @@ def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: s
     images, labels = next(cache.batches(len(indices), indices))
     target = pick_device(device)
     return normalize_images(images.to(target)), labels.to(target), cache.class_subset
+
+
+def write_per_alpha(table, alphas: list[float], outputs: list[str]) -> None:
+    """One file per path point: the rows of ``alphas[i]`` into ``outputs[i]`` (a per-alpha job
+    has one of each, a per-model job all of its model's), each written atomically."""
+    from interpsharp.tables import write_tsv
+
+    if len(alphas) != len(outputs):
+        raise ValueError(f"{len(alphas)} alphas but {len(outputs)} output files")
+    for alpha, output in zip(alphas, outputs):
+        rows = table[table["alpha"] == alpha].reset_index(drop=True)
+        if rows.empty:
+            raise ValueError(f"no rows for alpha {alpha} (would write an empty {output})")
+        write_tsv(rows, output)
+
