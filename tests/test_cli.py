@@ -113,6 +113,33 @@ def test_evaluate_writes_the_path_table(checkpoints, tmp_path: Path):
             assert set(rows["n"]) == {len(cache)}
 
 
+def test_evaluate_layerwise_matches_a_checkpoint_with_that_layer_interpolated(checkpoints, tmp_path: Path):
+    """Two CLI routes to one model: `evaluate --layers L --alphas a` and `interpolate --layer L
+    --alpha a` followed by a plain evaluation of that checkpoint."""
+    zs, ft = checkpoints
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (9, 3, TINY_ARCH.image_size, TINY_ARCH.image_size), dtype=np.uint8)
+    write_cache(tmp_path / "c", images, rng.integers(0, 5, 9), list("abcde"), meta={"name": "c"})
+    layers = ["visual.transformer.resblocks.1.mlp.c_fc", "visual.proj"]
+    out = tmp_path / "layerwise.tsv"
+    common = ["--data", str(tmp_path / "c"), "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    assert main(["evaluate", str(zs), str(ft), "--alphas", "0", "0.6", "--layers", *layers, *common, "-o", str(out)]) == 0
+    df = read_tsv(out, required=["model", "dataset", "alpha", "metric", "value", "n", "layer"])
+    assert list(dict.fromkeys(df["layer"])) == layers and len(df) == 2 * 2 * 2
+    for layer in layers:
+        moved = tmp_path / "moved.pt"
+        assert main(["interpolate", str(zs), str(ft), "--alpha", "0.6", "--layer", layer, "-o", str(moved)]) == 0
+        direct = evaluate(load_classifier(moved), load_cache(tmp_path / "c"), batch_size=4, device="cpu", progress=False)
+        rows = df[(df.layer == layer) & (df.alpha == 0.6)].set_index("metric")
+        assert rows.loc["loss", "value"] == pytest.approx(direct.loss, rel=1e-6)
+        assert rows.loc["accuracy", "value"] == pytest.approx(direct.accuracy, abs=1e-12)
+    zero = df[df.alpha == 0.0].groupby("metric")["value"].nunique()
+    assert (zero == 1).all(), "at alpha 0 every layer's model is theta_0"
+    assert main(["evaluate", str(zs), str(ft), "--alphas", "1", "--layers", "visual.nope", *common,
+                 "-o", str(tmp_path / "x.tsv")]) == 2
+    assert not (tmp_path / "x.tsv").exists()
+
+
 def test_prepare_data_builds_a_cache_and_reports_layout_errors(tmp_path: Path, capsys):
     root = tmp_path / "imagenet-r"
     make_flat_tree(root, wnids(200, seed=5))

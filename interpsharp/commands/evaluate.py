@@ -18,14 +18,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "For each alpha, load theta(alpha) = (1 - alpha) * theta_0 + alpha * theta_1 into one model and "
             "measure top-1 accuracy and mean cross-entropy on each cache. Writes a tidy TSV with columns "
-            "model, dataset, alpha, metric, value, n (dataset = the cache's name)."
+            "model, dataset, alpha, metric, value, n (dataset = the cache's name). With --layerwise (or "
+            "--layers), layer-wise interpolation (Def. 1.1): one layer at a time moves to alpha while the rest "
+            "stays theta_0, for every layer, prefix-cached; the table gains a layer column."
         ),
-        epilog="example: interpsharp evaluate zeroshot.pt model_0.pt --alphas 0 0.5 1 --data caches/imagenet-a -o path.tsv",
+        epilog=(
+            "examples: interpsharp evaluate zeroshot.pt model_0.pt --alphas 0 0.5 1 --data caches/imagenet-a -o path.tsv\n"
+            "          interpsharp evaluate zeroshot.pt model_0.pt --alphas 0 0.5 1 --data caches/imagenet-a "
+            "--layerwise -o layerwise.tsv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("zeroshot", help="theta_0 checkpoint (model-soups format)")
     parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
     parser.add_argument("--alphas", type=float, nargs="+", required=True, help="mixing coefficients, e.g. 0 0.5 1")
     parser.add_argument("--data", nargs="+", required=True, metavar="CACHE_DIR", help="caches from 'interpsharp prepare-data'")
+    parser.add_argument("--layerwise", action="store_true", help="layer-wise interpolation paths of every layer")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER",
+                        help="layer-wise interpolation of just these layers (names: 'interpsharp layers CKPT')")
     parser.add_argument("--model-name", help="value of the model column (default: the fine-tuned file's stem)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: CUDA if present, else CPU)")
@@ -45,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from interpsharp.data import load_cache
     from interpsharp.evaluate import evaluate_path, pick_device
     from interpsharp.interpolate import InterpolationPath
+    from interpsharp.layerwise_interpolation import layerwise_interpolation
     from interpsharp.tables import write_tsv
 
     caches = {}
@@ -58,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     finetuned = load_classifier(args.finetuned, head_width=args.head_width)
     path = InterpolationPath(model.state_dict(), finetuned.state_dict(), device=device)
     del finetuned
-    table = evaluate_path(
-        model, path, caches, args.alphas, model_name=args.model_name or Path(args.finetuned).stem,
-        batch_size=args.batch_size, device=device, precision=args.precision, progress=not args.no_progress,
-    )
+    common = dict(model_name=args.model_name or Path(args.finetuned).stem, batch_size=args.batch_size, device=device,
+                  precision=args.precision, progress=not args.no_progress)
+    if args.layerwise or args.layers:
+        table = layerwise_interpolation(model, path, caches, args.alphas, layers=args.layers, **common)
+    else:
+        table = evaluate_path(model, path, caches, args.alphas, **common)
     write_tsv(table, args.output)
     print(f"wrote {args.output}: {len(table)} rows")
     return 0
