@@ -41,6 +41,11 @@ class VitArchitecture:
     def heads(self) -> int:
         return self.width // self.head_width
 
+    @property
+    def tokens(self) -> int:
+        """Sequence length inside the tower: one token per patch plus the class token."""
+        return (self.image_size // self.patch_size) ** 2 + 1
+
 
 def build_visual(arch: VitArchitecture) -> VisionTransformer:
     """Build exactly OpenAI's ViT image tower (QuickGELU, class-token pooling, ln_pre)."""

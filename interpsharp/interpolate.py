@@ -75,8 +75,7 @@ class InterpolationPath:
         """Set ``model``'s tensors to ``theta(alpha)``; with ``only``, interpolate just those
         parameter names and set the rest to theta_0 (layer-wise interpolation)."""
         selected = None if only is None else set(only)
-        targets = dict(model.named_parameters())
-        targets.update(dict(model.named_buffers()))
+        targets = _tensors_of(model)
         missing = set(self.theta_0) - set(targets)
         if missing:
             raise StateDictMismatch(f"model has no tensors named {', '.join(sorted(missing))}")
@@ -93,8 +92,8 @@ class InterpolationPath:
         """Write ``theta(alpha)`` into the tensors ``names`` only, leaving every other tensor as
         it is. Moving one layer of a model that holds theta_0 costs that layer's size, not the
         model's: the layer-wise sweep does it once per (layer, alpha, chunk of images)."""
-        targets = dict(model.named_parameters())
-        targets.update(dict(model.named_buffers()))
+        names = list(names)
+        targets = _tensors_of(model)
         unknown = sorted(set(names) - (set(self.theta_0) & set(targets)))
         if unknown:
             raise StateDictMismatch(f"not a tensor of both the path and the model: {', '.join(unknown)}")
@@ -111,3 +110,7 @@ class InterpolationPath:
                 f"the path does not set these model tensors, so results would depend on stale values: {', '.join(unset)}"
             )
 
+
+def _tensors_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor a path writes into: the model's parameters and buffers, by name."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}

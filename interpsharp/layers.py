@@ -68,4 +68,3 @@ def select_layers(groups: Mapping[str, list[str]], layers: Iterable[str] | None)
     if unknown:
         raise KeyError(f"unknown layer(s) {', '.join(unknown)}; the model's layers are: {', '.join(groups)}")
     return chosen
-

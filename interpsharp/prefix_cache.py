@@ -80,9 +80,8 @@ def stage_input_bytes(model: CLIPClassifier, layers: Iterable[str]) -> int:
     (which the caller holds anyway), so callers can size chunks of images to a memory budget."""
     arch = model.arch
     element = next(model.parameters()).element_size()
-    tokens = (arch.image_size // arch.patch_size) ** 2 + 1
     per_stage = {0: 3 * arch.image_size**2}
-    per_stage.update({stage: tokens * arch.width for stage in range(1, arch.layers + 2)})
+    per_stage.update({stage: arch.tokens * arch.width for stage in range(1, arch.layers + 2)})
     per_stage.update({arch.layers + 2: arch.width, arch.layers + 3: arch.width, arch.layers + 4: arch.embed_dim})
     stages = {stage_of_layer(model, layer) for layer in layers} | {0}
     return element * sum(per_stage[stage] for stage in stages)
@@ -132,9 +131,8 @@ class PrefixCache:
     def _block_bytes(self, n_blocks: int) -> int:
         """Bytes of ``x1`` and ``h`` for ``n_blocks`` blocks and every image."""
         arch = self.model.arch
-        tokens = (arch.image_size // arch.patch_size) ** 2 + 1
         per_token = arch.width + int(arch.width * arch.mlp_ratio)
-        return n_blocks * self.n_images * tokens * per_token * next(self.model.parameters()).element_size()
+        return n_blocks * self.n_images * arch.tokens * per_token * next(self.model.parameters()).element_size()
 
     def _fill(self, x: torch.Tensor, stages: set[int], keep: set[int]) -> torch.Tensor:
         entry: dict[int, torch.Tensor] = {}

@@ -19,8 +19,8 @@ Design choices, and why:
   first stage that reads the perturbed layer (:class:`PrefixCachedLoss`, over
   :class:`~interpsharp.prefix_cache.PrefixCache`, which layer-wise interpolation shares); inside
   a transformer block it resumes after the attention residual (``ln_2``, ``mlp.c_fc``) or at the
-  MLP hidden state (``mlp.c_proj``). :class:`FullForwardLoss` is the plain reference (full forward per
-  draw); both share the perturbation code and agree to rounding (tests, benchmark).
+  MLP hidden state (``mlp.c_proj``). :class:`FullForwardLoss` is the plain reference (full
+  forward per draw); both share the perturbation code and agree to rounding (tests, benchmark).
 - **Non-finite losses** (large rho can blow a layer up) are counted in ``n_nonfinite`` and
   left out of the mean instead of crashing a long sweep.
 - **Precision rule (SPEC).** Sharpness runs in the precision the config names: ``bf16`` only

@@ -81,4 +81,3 @@ def write_per_alpha(table, alphas: list[float], outputs: list[str]) -> None:
         if rows.empty:
             raise ValueError(f"no rows for alpha {alpha} (would write an empty {output})")
         write_tsv(rows, output)
-
