@@ -7,13 +7,22 @@ cross-entropy, and the cache's labels index into that subset.
 
 Evaluating a path never copies a model: one preallocated classifier is overwritten in place
 with ``theta(alpha)`` for every alpha (:meth:`InterpolationPath.load_into`).
+
+Scoring is per image (:class:`ImageScores`: top-1 correctness and cross-entropy of every image)
+and aggregated afterwards, so one pass gives the accuracy and loss of the whole set and of any
+part of it (the selection and held-out parts of :mod:`interpsharp.subsets`), and the per-image
+scores of a path (:class:`ScoredPath`) can be kept for paired statistics such as the bootstrap
+interval of a held-out gain.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +35,7 @@ from tqdm import tqdm
 from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD
 from interpsharp.data import EvalCache
 from interpsharp.interpolate import InterpolationPath
+from interpsharp.subsets import ALL
 
 #: Weight dtype of each precision. ``bf16`` casts the weights (the fastest CUDA path, see
 #: SPEC's throughput table); ``bf16_autocast`` keeps fp32 weights and runs matmuls in bf16.
@@ -35,8 +45,12 @@ PRECISIONS: dict[str, torch.dtype] = {
     "bf16_autocast": torch.float32,
 }
 
-#: Columns of :func:`evaluate_path`'s table, in order.
-PATH_COLUMNS = ("model", "dataset", "alpha", "metric", "value", "n")
+#: Columns of :func:`evaluate_path`'s table, in order. ``split`` is ``all`` for the whole set,
+#: else the name of a part (``selection``, ``heldout``).
+PATH_COLUMNS = ("model", "dataset", "split", "alpha", "metric", "value", "n")
+
+#: ``{dataset: {part name: indices}}``: the parts of sets that get rows of their own.
+Splits = Mapping[str, Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,79 @@ class EvalResult:
     accuracy: float
     loss: float
     n: int
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Per-image top-1 correctness (bool) and cross-entropy (float32) of one model on one set,
+    in the order the images were scored."""
+
+    correct: np.ndarray
+    loss: np.ndarray
+
+    def summary(self, indices: np.ndarray | None = None) -> EvalResult:
+        """Accuracy and mean loss over all images, or over ``indices`` into them. The loss is
+        summed in float64 in image order, so every caller gets the same bits."""
+        return _summarize(self.correct, self.loss, indices)
+
+
+def _summarize(correct: np.ndarray, loss: np.ndarray, indices: np.ndarray | None) -> EvalResult:
+    if indices is not None:
+        correct, loss = correct[indices], loss[indices]
+    n = len(correct)
+    if n == 0:
+        raise ValueError("cannot summarise the scores of zero images")
+    return EvalResult(accuracy=int(correct.sum()) / n, loss=float(loss.sum(dtype=np.float64)) / n, n=n)
+
+
+@dataclass(frozen=True)
+class ScoredPath:
+    """Per-image scores of one path on one set: row ``i`` of ``correct`` (bool) and ``loss``
+    (float32), both ``(len(alphas), n_images)``, is ``theta(alphas[i])``."""
+
+    alphas: np.ndarray
+    correct: np.ndarray
+    loss: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.correct.shape != self.loss.shape or self.correct.shape[0] != len(self.alphas):
+            raise ValueError(f"scored path: {len(self.alphas)} alphas but correct {self.correct.shape}, loss {self.loss.shape}")
+
+    def at(self, i: int) -> ImageScores:
+        return ImageScores(self.correct[i], self.loss[i])
+
+    def save(self, path: str | os.PathLike, **meta: object) -> Path:
+        """Write as ``.npz`` (``alphas``, ``correct``, ``loss`` and ``meta`` values), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, alphas=self.alphas, correct=self.correct, loss=self.loss,
+                     **{k: np.asarray(v) for k, v in meta.items()})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ScoredPath":
+        """Read a file :meth:`save` wrote; a missing or foreign file is an error naming it."""
+        path = Path(path)
+        try:
+            with np.load(path) as data:
+                return cls(np.asarray(data["alphas"], dtype=float), data["correct"].astype(bool), data["loss"])
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"{path}: not a per-image score file written by interpsharp ({err}); regenerate it") from err
+
+    @classmethod
+    def stack(cls, parts: Sequence["ScoredPath"]) -> "ScoredPath":
+        """One path from parts covering disjoint alphas (e.g. one file per alpha), sorted by alpha."""
+        alphas = np.concatenate([p.alphas for p in parts])
+        order = np.argsort(alphas, kind="stable")
+        return cls(alphas[order], np.concatenate([p.correct for p in parts])[order],
+                   np.concatenate([p.loss for p in parts])[order])
 
 
 def check_precision(precision: str) -> str:
@@ -159,8 +246,22 @@ def evaluate(
     """Top-1 accuracy and mean cross-entropy of ``model`` on ``cache`` (or its ``indices``).
 
     The model is moved and cast in place (see :func:`prepare_model`): evaluation never copies
-    a model. Loss is summed in float64 over batches, so the batch size does not change it.
+    a model. The loss is summed in float64 over images, so the batch size does not change it.
     """
+    return score_images(model, cache, batch_size, device, precision, indices, progress).summary()
+
+
+def score_images(
+    model: nn.Module,
+    cache: EvalCache,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    indices: Sequence[int] | None = None,
+    progress: bool = True,
+) -> ImageScores:
+    """Per-image correctness and cross-entropy of ``model`` on ``cache`` (or its ``indices``, in
+    that order); the model is moved and cast in place as in :func:`evaluate`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     device = pick_device(device)
@@ -179,7 +280,7 @@ def _score(
     precision: str,
     indices: Sequence[int] | None,
     progress: bool,
-) -> EvalResult:
+) -> ImageScores:
     order = np.arange(len(cache)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(order) == 0:
         raise ValueError(f"{cache.path}: nothing to evaluate (empty cache or empty indices)")
@@ -188,8 +289,7 @@ def _score(
     subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
     input_dtype = PRECISIONS[precision]
     autocast = precision_context(device, precision)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    scored = []
     batches = tqdm(
         device_batches(cache, order, batch_size, device),
         total=math.ceil(len(order) / batch_size),
@@ -202,22 +302,27 @@ def _score(
             logits = model(normalize_images(images, dtype=input_dtype))
         if step == 0:
             check_outputs(cache, logits.shape[-1])
-        batch_correct, batch_loss = score_batch(logits, labels, subset)
-        correct += batch_correct
-        loss_sum += batch_loss
-    n = len(order)
-    return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n, n=n)
+        scored.append(score_batch(logits, labels, subset))
+    return gather_scores(scored)
 
 
 def score_batch(
     logits: torch.Tensor, labels: torch.Tensor, subset: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Number of correct top-1 predictions and the summed cross-entropy (float64) of a batch,
-    on the set's classes only when ``subset`` holds them (200-class sets)."""
+    """Per-image top-1 correctness (bool) and cross-entropy (float32) of a batch, on the set's
+    classes only when ``subset`` holds them (200-class sets). Stays on the device."""
     if subset is not None:
         logits = logits[:, subset]
     logits = logits.float()
-    return (logits.argmax(dim=1) == labels).sum(), F.cross_entropy(logits, labels, reduction="sum").double()
+    return logits.argmax(dim=1) == labels, F.cross_entropy(logits, labels, reduction="none")
+
+
+def gather_scores(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> ImageScores:
+    """Per-batch device tensors of :func:`score_batch`, in image order, as one :class:`ImageScores`
+    (one device-to-host transfer)."""
+    correct = torch.cat([c for c, _ in batches]).cpu().numpy()
+    loss = torch.cat([l for _, l in batches]).cpu().numpy().astype(np.float32, copy=False)
+    return ImageScores(correct=correct, loss=loss)
 
 
 def check_outputs(cache: EvalCache, num_logits: int) -> None:
@@ -242,24 +347,71 @@ def evaluate_path(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     progress: bool = True,
+    splits: Splits | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``theta(alpha)`` on every cache for every alpha, in one preallocated ``model``.
 
     ``only`` restricts interpolation to those parameter names (layer-wise interpolation; the
-    caller adds the ``layer`` column). Returns tidy rows with columns :data:`PATH_COLUMNS`,
-    ``metric`` being ``accuracy`` or ``loss``.
+    caller adds the ``layer`` column). Returns :func:`path_table`'s tidy rows (columns
+    :data:`PATH_COLUMNS`): every set as a whole, and each part in ``splits``.
     """
+    scored = score_path(model, path, caches, alphas, only, model_name, batch_size, device, precision, progress)
+    return path_table(scored, model_name, splits)
+
+
+def score_path(
+    model: nn.Module,
+    path: InterpolationPath,
+    caches: Mapping[str, EvalCache],
+    alphas: Iterable[float],
+    only: Iterable[str] | None = None,
+    model_name: str = "model",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> dict[str, ScoredPath]:
+    """Per-image scores of ``theta(alpha)`` on every cache for every alpha (see :func:`evaluate_path`)."""
     device = pick_device(device)
     check_precision(precision)
     path.require_sets_every_tensor_of(model)
     only = None if only is None else list(only)
+    alphas = [float(a) for a in alphas]
     # Every tensor is overwritten per alpha, so casting the model here loses nothing.
     model.to(device=device, dtype=PRECISIONS[precision])
-    rows = []
-    for alpha in tqdm(list(alphas), desc=f"alphas {model_name}", unit="alpha", disable=not progress):
-        path.load_into(model, float(alpha), only=only)
+    scores: dict[str, list[ImageScores]] = {name: [] for name in caches}
+    for alpha in tqdm(alphas, desc=f"alphas {model_name}", unit="alpha", disable=not progress):
+        path.load_into(model, alpha, only=only)
         for name, cache in caches.items():
-            result = evaluate(model, cache, batch_size, device, precision, progress=False)
-            for metric, value in (("accuracy", result.accuracy), ("loss", result.loss)):
-                rows.append((model_name, name, float(alpha), metric, value, result.n))
+            scores[name].append(score_images(model, cache, batch_size, device, precision, progress=False))
+    return {name: scored_path(alphas, per_alpha) for name, per_alpha in scores.items()}
+
+
+def scored_path(alphas: Sequence[float], per_alpha: Sequence[ImageScores]) -> ScoredPath:
+    """A :class:`ScoredPath` from one :class:`ImageScores` per alpha."""
+    return ScoredPath(np.asarray(alphas, dtype=float), np.stack([s.correct for s in per_alpha]),
+                      np.stack([s.loss for s in per_alpha]))
+
+
+def path_table(scored: Mapping[str, ScoredPath], model_name: str, splits: Splits | None = None) -> pd.DataFrame:
+    """Tidy rows (:data:`PATH_COLUMNS`) of scored paths: accuracy and loss per alpha of every
+    set as a whole (``split = "all"``) and of each part ``splits`` names for it.
+
+    Rows come in the order alpha, dataset, split, metric; all sets must share the alphas.
+    """
+    splits = splits or {}
+    unknown = [name for name in splits if name not in scored]
+    if unknown:
+        raise KeyError(f"splits given for {unknown}, which were not scored (scored: {', '.join(scored)})")
+    alpha_lists = {tuple(p.alphas) for p in scored.values()}
+    if len(alpha_lists) > 1:
+        raise ValueError("every set of a path table must be scored at the same alphas")
+    rows = []
+    for i, alpha in enumerate(next(iter(scored.values())).alphas):
+        for name, scores in scored.items():
+            parts = {ALL: None, **splits.get(name, {})}
+            for part, indices in parts.items():
+                result = scores.at(i).summary(None if indices is None else np.asarray(indices))
+                for metric, value in (("accuracy", result.accuracy), ("loss", result.loss)):
+                    rows.append((model_name, name, part, float(alpha), metric, value, result.n))
     return pd.DataFrame(rows, columns=list(PATH_COLUMNS))

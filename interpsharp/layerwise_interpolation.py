@@ -13,9 +13,9 @@ costliest per-model job of the workflow, so it does not run them as independent 
 - **Only the moved layer is written** (:meth:`InterpolationPath.load_layer`) and put back to
   theta_0 afterwards, instead of writing the whole model per point.
 
-Batches are the same as :func:`~interpsharp.evaluate.evaluate_path`'s and scored by the same
-code, so the table equals ``evaluate_path(..., only=layer)`` per layer, bit for bit on the CPU
-(tested). Memory: the cached stage inputs of one chunk of images on the device; chunks are
+Batches are the same as :func:`~interpsharp.evaluate.evaluate_path`'s and scored per image by
+the same code, so the table equals ``evaluate_path(..., only=layer)`` per layer, bit for bit on
+the CPU (tested), the parts of a selection split included. Memory: the cached stage inputs of one chunk of images on the device; chunks are
 sized to ``cache_bytes`` (whole batches, at least one).
 """
 
@@ -34,13 +34,17 @@ from interpsharp.data import EvalCache
 from interpsharp.evaluate import (
     PATH_COLUMNS,
     PRECISIONS,
-    device_batches,
+    Splits,
     check_outputs,
     check_precision,
+    device_batches,
+    gather_scores,
     normalize_images,
+    path_table,
     pick_device,
     precision_context,
     score_batch,
+    scored_path,
 )
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups, select_layers
@@ -53,10 +57,10 @@ COLUMNS = (*PATH_COLUMNS, "layer")
 #: on top). ViT-B/32 in fp32 keeps about 2 MB per image: ~1000 images per chunk.
 CACHE_BYTES = 2 * 2**30
 
-#: (correct, summed loss) per batch of a chunk, as device tensors.
+#: Per-image (correct, loss) device tensors of each batch, in image order.
 Tally = list[tuple[torch.Tensor, torch.Tensor]]
-#: (layer, alpha, dataset) -> running (correct, summed loss), read off the device once at the end.
-Totals = dict[tuple[str, float, str], tuple[torch.Tensor, torch.Tensor]]
+#: (layer, alpha, dataset) -> the batches scored so far, read off the device once at the end.
+Totals = dict[tuple[str, float, str], Tally]
 
 
 def images_per_chunk(model: CLIPClassifier, layers: Iterable[str], batch_size: int, cache_bytes: int) -> int:
@@ -77,10 +81,12 @@ def layerwise_interpolation(
     precision: str = "fp32",
     cache_bytes: int = CACHE_BYTES,
     progress: bool = True,
+    splits: Splits | None = None,
 ) -> pd.DataFrame:
-    """Accuracy and loss of every layer's path (others at theta_0) at every alpha on every cache.
+    """Accuracy and loss of every layer's path (others at theta_0) at every alpha on every cache,
+    for each set as a whole and for each part ``splits`` names (as :func:`evaluate_path`).
 
-    Rows (:data:`COLUMNS`) come in the order layer, alpha, dataset, metric (``accuracy``,
+    Rows (:data:`COLUMNS`) come in the order layer, alpha, dataset, split, metric (``accuracy``,
     ``loss``). ``model`` is overwritten (theta_0, then one layer at a time) and left at theta_0.
     """
     device = pick_device(device)
@@ -120,30 +126,20 @@ def layerwise_interpolation(
                     path.load_layer(model, 0.0, groups[layer])
                     bar.update()
     bar.close()
-    values = {key: (correct.item(), loss.item()) for key, (correct, loss) in totals.items()}
-    rows = []
+    tables = []
     for layer in chosen:
-        for alpha in alphas:
-            for name, cache in caches.items():
-                correct, loss = values[(layer, alpha, name)]
-                n = len(cache)
-                rows.append((model_name, name, alpha, "accuracy", correct / n, n, layer))
-                rows.append((model_name, name, alpha, "loss", loss / n, n, layer))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+        scored = {name: scored_path(alphas, [gather_scores(totals[(layer, alpha, name)]) for alpha in alphas])
+                  for name in caches}
+        tables.append(path_table(scored, model_name, splits).assign(layer=layer))
+    return pd.concat(tables, ignore_index=True)[list(COLUMNS)]
 
 
 def _score(outputs: list[torch.Tensor], labels: list[torch.Tensor], subset: torch.Tensor | None) -> Tally:
-    """(correct, summed loss) per batch, in batch order."""
+    """Per-image (correct, loss) per batch, in batch order."""
     return [score_batch(logits, y, subset) for logits, y in zip(outputs, labels)]
 
 
 def _add(totals: Totals, key: tuple[str, float, str], scored: Tally) -> None:
-    """Add ``scored`` batch by batch onto the running totals of ``key``: the summation order of
-    :func:`~interpsharp.evaluate.evaluate`, so the sums are the same to the bit."""
-    device = scored[0][0].device
-    correct, loss = totals.get(key) or (torch.zeros((), dtype=torch.int64, device=device),
-                                        torch.zeros((), dtype=torch.float64, device=device))
-    for batch_correct, batch_loss in scored:
-        correct = correct + batch_correct
-        loss = loss + batch_loss
-    totals[key] = (correct, loss)
+    """Append a chunk's batches to ``key``'s: chunks run in image order, so the gathered scores
+    are in the set's order, as :func:`~interpsharp.evaluate.score_images` gives them."""
+    totals.setdefault(key, []).extend(scored)

@@ -2,9 +2,10 @@
 
 Input is the tidy path table the evaluation writes: one row per (path, alpha, metric) with
 columns ``model, dataset, alpha, metric, value`` (``metric`` is ``accuracy`` or ``loss``),
-optionally ``n`` (evaluation-set size). A layer-wise path adds a ``layer`` column and a pruned
-path a ``mask_seed`` column; a *path* is one value of every key column present
-(:data:`KEY_COLUMNS`), so one function serves all three kinds of table.
+optionally ``n`` (evaluation-set size) and ``split`` (``all``, or a part of the set such as the
+``selection`` and ``heldout`` halves of :mod:`interpsharp.subsets`). A layer-wise path adds a
+``layer`` column and a pruned path a ``mask_seed`` column; a *path* is one value of every key
+column present (:data:`KEY_COLUMNS`), so one function serves all three kinds of table.
 
 Definitions (SPEC, WiSE-FT direction: alpha 0 is the zero-shot model theta_0):
 
@@ -30,11 +31,19 @@ import pandas as pd
 
 REQUIRED_COLUMNS = ("model", "dataset", "alpha", "metric", "value")
 #: Columns that identify one path, in output order; ``model`` and ``dataset`` are required.
-KEY_COLUMNS = ("model", "dataset", "layer", "mask_seed")
+KEY_COLUMNS = ("model", "dataset", "split", "layer", "mask_seed")
 
 FAILURE_MODE = "failure_mode"
 GAIN = "gain"
 HIGH_GAIN = "high_gain"
+
+#: Readings of Def. 1.1's reference loss (config ``layerwise_interpolation.reference``):
+#: ``original_models`` is the paper's text, (L(theta_0) + L(theta_1)) / 2 of the whole models;
+#: ``path_endpoints`` averages the layer-wise path's own endpoints (theta_0, and theta_0 with
+#: layer i from theta_1).
+ORIGINAL_MODELS = "original_models"
+PATH_ENDPOINTS = "path_endpoints"
+REFERENCES = (ORIGINAL_MODELS, PATH_ENDPOINTS)
 
 # Accuracies are ratios of integers and pass through TSV text, so a gain meant to equal xi
 # can come out as 0.04999999999999999. Threshold comparisons and argmax ties forgive this much.
@@ -117,12 +126,7 @@ def accuracy_path_metrics(paths: pd.DataFrame, thresholds: OutcomeThresholds) ->
         a0 = acc[0]
         best = acc.max()
         gain = best - a0
-        if best - a0 <= thresholds.tolerance + _ROUND_OFF:
-            # alpha = 0 itself never beats A(0), so "no alpha > 0 beats it" is a test on the max.
-            outcome, i_star = FAILURE_MODE, 0
-        else:
-            outcome = HIGH_GAIN if gain >= thresholds.xi - _ROUND_OFF else GAIN
-            i_star = int(np.flatnonzero(acc >= best - _ROUND_OFF)[0])  # smallest alpha on ties
+        outcome, i_star = choose_alpha_star(acc, thresholds)
         rows.append({
             **key,
             "gain": gain,
@@ -138,6 +142,19 @@ def accuracy_path_metrics(paths: pd.DataFrame, thresholds: OutcomeThresholds) ->
             "tolerance": thresholds.tolerance,
         })
     return pd.DataFrame(rows)
+
+
+def choose_alpha_star(acc: np.ndarray, thresholds: OutcomeThresholds) -> tuple[str, int]:
+    """Outcome label and index of alpha* of one accuracy path (alphas ascending, index 0 is
+    alpha = 0): the rule of :func:`accuracy_path_metrics`, usable on any part of a set."""
+    acc = np.asarray(acc, dtype=float)
+    best = acc.max()
+    gain = best - acc[0]
+    if gain <= thresholds.tolerance + _ROUND_OFF:
+        # alpha = 0 itself never beats A(0), so "no alpha > 0 beats it" is a test on the max.
+        return FAILURE_MODE, 0
+    outcome = HIGH_GAIN if gain >= thresholds.xi - _ROUND_OFF else GAIN
+    return outcome, int(np.flatnonzero(acc >= best - _ROUND_OFF)[0])  # smallest alpha on ties
 
 
 def path_metrics(paths: pd.DataFrame, thresholds: OutcomeThresholds) -> pd.DataFrame:
@@ -161,25 +178,46 @@ def path_metrics(paths: pd.DataFrame, thresholds: OutcomeThresholds) -> pd.DataF
     return merged[order]
 
 
-def layerwise_instability(layerwise_paths: pd.DataFrame) -> pd.DataFrame:
-    """Def. 1.1 per (model, dataset, layer[, mask_seed]) from a layer-wise path table.
+def layerwise_instability(
+    layerwise_paths: pd.DataFrame,
+    reference: str = ORIGINAL_MODELS,
+    endpoints: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Def. 1.1 per (model, dataset[, split], layer[, mask_seed]) from a layer-wise path table:
+    ``max_alpha L_i(alpha)`` minus a reference loss.
 
-    The endpoints average uses the layer-wise path's *own* values at alpha 0 and 1: alpha 0 is
-    theta_0 (the same for every layer), alpha 1 is theta_0 with only layer i taken from theta_1
-    -- not the fine-tuned model. The paper's "average loss of the original models" is read this
-    way because these are the two models the layer-wise line connects.
+    ``reference = "original_models"`` (the paper's text): ``(L(theta_0) + L(theta_1)) / 2`` of
+    the *original* models, read from ``endpoints``, the whole paths' loss metrics
+    (:func:`loss_path_metrics` of the evaluation table: ``loss_zero_shot``, ``loss_fine_tuned``
+    per model, dataset[, split]). ``reference = "path_endpoints"``: the layer-wise path's own
+    values at alpha 0 (theta_0, the same for every layer) and 1 (theta_0 with only layer i from
+    theta_1), an alternative reading SPEC's earlier wording allowed.
 
-    Columns: keys, ``instability, loss_alpha0, loss_alpha1, loss_max, alpha_loss_max,
-    n_alphas[, n]``; layers keep the table's order (forward order when the evaluation wrote it).
+    Columns: keys, ``instability, reference, reference_loss, loss_alpha0, loss_alpha1,
+    loss_max, alpha_loss_max, n_alphas[, n]``; layers keep the table's order (forward order
+    when the evaluation wrote it).
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown Def. 1.1 reference {reference!r}; choose one of {', '.join(REFERENCES)}")
     if "layer" not in _validated(layerwise_paths).columns:
         raise PathTableError("layer-wise path table has no 'layer' column; pass the layer-wise evaluation table")
+    originals = _original_losses(endpoints, layerwise_paths) if reference == ORIGINAL_MODELS else None
     rows = []
     for key, alpha, loss, extra in _paths_of(layerwise_paths, "loss"):
         i_max = int(np.argmax(loss))
+        if originals is None:
+            reference_loss = (loss[0] + loss[-1]) / 2
+        else:
+            whole = tuple(key.get(c) for c in originals.index.names)
+            if whole not in originals.index:
+                raise PathTableError(f"no whole-path losses for {_describe(dict(zip(originals.index.names, whole)))}: "
+                                     "Def. 1.1 (original_models) needs L(theta_0) and L(theta_1) of that model and set")
+            reference_loss = float(originals.loc[whole])
         rows.append({
             **key,
-            "instability": loss[i_max] - (loss[0] + loss[-1]) / 2,
+            "instability": loss[i_max] - reference_loss,
+            "reference": reference,
+            "reference_loss": reference_loss,
             "loss_alpha0": loss[0],
             "loss_alpha1": loss[-1],
             "loss_max": loss[i_max],
@@ -190,16 +228,34 @@ def layerwise_instability(layerwise_paths: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stragglers_by_interpolation(layerwise_paths: pd.DataFrame, delta: float) -> pd.DataFrame:
-    """Layers whose layer-wise instability exceeds ``delta`` (Def. 1.2), with ``delta`` as a column.
-
-    "Exceeds" is strict, so a layer exactly at delta is not a straggler.
+def stragglers_by_interpolation(
+    layerwise_paths: pd.DataFrame,
+    delta: float,
+    reference: str = ORIGINAL_MODELS,
+    endpoints: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Layers whose layer-wise instability (:func:`layerwise_instability`) exceeds ``delta``
+    (Def. 1.2), with ``delta`` as a column. "Exceeds" is strict: a layer exactly at delta is not
+    a straggler.
     """
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta}")
-    table = layerwise_instability(layerwise_paths)
+    table = layerwise_instability(layerwise_paths, reference, endpoints)
     stragglers = table[table["instability"] > delta + _ROUND_OFF].reset_index(drop=True)
     return stragglers.assign(delta=float(delta))
+
+
+def _original_losses(endpoints: pd.DataFrame | None, layerwise_paths: pd.DataFrame) -> pd.Series:
+    """``(L(theta_0) + L(theta_1)) / 2`` indexed by the whole path's keys (model, dataset[, split])."""
+    if endpoints is None:
+        raise PathTableError("Def. 1.1 with reference 'original_models' needs the whole paths' losses "
+                             "(endpoints = loss_path_metrics of the evaluation table)")
+    keys = [c for c in ("model", "dataset", "split") if c in endpoints.columns and c in layerwise_paths.columns]
+    missing = [c for c in ("model", "dataset", "loss_zero_shot", "loss_fine_tuned") if c not in endpoints.columns]
+    if missing:
+        raise PathTableError(f"whole-path losses lack column(s) {', '.join(missing)}; pass loss_path_metrics of the evaluation table")
+    mean = (endpoints["loss_zero_shot"].astype(float) + endpoints["loss_fine_tuned"].astype(float)) / 2
+    return pd.Series(mean.to_numpy(), index=pd.MultiIndex.from_frame(endpoints[keys].astype(object)))
 
 
 def _validated(paths: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,6 @@ Design choices, and why:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from interpsharp.classifier import CLIPClassifier
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups, layer_name_of, select_layers
 from interpsharp.prefix_cache import BLOCK_CACHE_BYTES, PrefixCache
+from interpsharp.subsets import stable_seed
 
 #: ``criterion(outputs, labels)`` -> mean loss over the batch (a 0-d tensor).
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,12 +78,6 @@ ALL_LAYERS = "all"
 
 
 # -- reproducible randomness ------------------------------------------------------------------
-
-def stable_seed(*parts: object) -> int:
-    """A 63-bit generator seed from ``parts``; the same on every machine and Python run."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
 
 def _to_device(z: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     if device.type == "cuda":
@@ -118,23 +112,6 @@ def rademacher_probe(
     gen = torch.Generator(device="cpu").manual_seed(stable_seed("rademacher", seed, sample, name))
     z = torch.randint(0, 2, tuple(shape), generator=gen, dtype=torch.int8).float().mul_(2).sub_(1)
     return _to_device(z, torch.device(device), dtype)
-
-
-def select_subset(n_total: int, m: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of the fixed evaluation subset: ``m`` of ``range(n_total)`` (all if ``m`` is None).
-
-    Ranked by a hash of ``(seed, index)`` rather than by a NumPy/torch generator, whose streams
-    may change between library versions: a recorded ``(n_total, m, seed)`` names the same
-    images forever, and subsets of different ``m`` with one seed are nested.
-    """
-    if n_total < 1:
-        raise ValueError(f"cannot pick an evaluation subset from {n_total} samples")
-    if m is None or m >= n_total:
-        return np.arange(n_total)
-    if m < 1:
-        raise ValueError(f"subset size m must be >= 1, got {m}")
-    keys = np.array([stable_seed("subset", seed, i) for i in range(n_total)], dtype=np.int64)
-    return np.sort(np.argsort(keys, kind="stable")[:m])
 
 
 # -- losses -----------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ compares the two sets.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from interpsharp.sharpness import stable_seed
+from interpsharp.subsets import stable_seed
 
 #: Columns :func:`stragglers_by_sharpness` groups by, when present.
 GROUP_COLUMNS = ("model", "dataset", "mode", "rho")
@@ -29,23 +30,35 @@ def stragglers_by_sharpness(
     eps: float,
     eps_rel: float,
     alpha: float = 1.0,
+    k: float = 2.0,
     metric: str = "layerwise_sharpness",
 ) -> pd.DataFrame:
-    """Flag layers whose layer-wise sharpness at ``alpha`` is ~0: ``|value| <= max(eps, eps_rel * largest)``.
+    """Flag layers whose layer-wise sharpness at ``alpha`` is ~0, taking the Monte-Carlo error
+    into account.
 
-    ``largest`` is the largest layer's value in the same group (model, dataset, mode, rho).
-    ``alpha`` defaults to 1, the fine-tuned model, because Algorithm 1 prunes theta_1 and the
-    paper detects its stragglers there. The absolute value makes "~0" symmetric: Monte-Carlo
-    noise can push a flat layer's estimate slightly below 0, while a clearly negative value
-    (the point is not a minimum along that layer) is not flat and is not flagged; a layer
-    whose every draw was non-finite (NaN) is not flagged either.
+    A layer is a straggler when its estimate is both *small* and *consistent with zero*:
+
+    - ``|S| <= threshold = max(eps, eps_rel * largest)``, ``largest`` being the largest layer's
+      value in the same group (model, dataset, mode, rho);
+    - ``|S| <= k * stderr``: zero lies within ``k`` standard errors of the estimate.
+
+    The second condition is why: with a few draws the standard error of a layer's estimate can
+    exceed the threshold itself, and then "under the threshold" says nothing. A layer is
+    **undecidable** when its interval ``|S| +- k * stderr`` straddles the threshold: at this
+    number of draws the data cannot say whether it is below or above; report how many there
+    are and add draws rather than trust the flag. A layer without a standard error (one draw)
+    or without a finite estimate (every draw non-finite) is never flagged and counts as
+    undecidable. ``alpha`` defaults to 1, the fine-tuned model, because Algorithm 1 prunes
+    theta_1 and the paper detects its stragglers there.
 
     Returns one row per layer (input order) with the group columns, ``alpha, layer, value,
-    [stderr,] threshold, eps, eps_rel, straggler``.
+    stderr, [n_nonfinite,] threshold, eps, eps_rel, k, straggler, undecidable``.
     """
     if eps < 0 or not 0 <= eps_rel <= 1:
         raise ValueError(f"need eps >= 0 and 0 <= eps_rel <= 1, got eps={eps}, eps_rel={eps_rel}")
-    required = ["alpha", "layer", "metric", "value"]
+    if not 0 < k < math.inf:
+        raise ValueError(f"k (standard errors) must be a positive number, got {k}")
+    required = ["alpha", "layer", "metric", "value", "stderr"]
     missing = [c for c in required if c not in layerwise.columns]
     if missing:
         raise ValueError(f"layer-wise sharpness table lacks column(s) {', '.join(missing)}; pass the table 'interpsharp sharpness --layerwise' writes")
@@ -55,14 +68,18 @@ def stragglers_by_sharpness(
         have = sorted(rows["alpha"].astype(float).unique())
         raise ValueError(f"no {metric!r} rows at alpha={alpha}; the table has alphas {have}")
     keys = [c for c in GROUP_COLUMNS if c in at_alpha.columns]
-    kept = keys + ["alpha", "layer", "value"] + (["stderr"] if "stderr" in at_alpha.columns else [])
+    kept = keys + ["alpha", "layer", "value", "stderr"] + (["n_nonfinite"] if "n_nonfinite" in at_alpha.columns else [])
     out = []
     for _, group in (at_alpha.groupby(keys, sort=False, dropna=False) if keys else [(None, at_alpha)]):
         group = group[kept].copy()
         threshold = max(eps, eps_rel * float(group["value"].max()))
+        size = group["value"].abs().astype(float)
+        margin = k * group["stderr"].astype(float)
+        known = size.notna() & margin.notna()
         group["threshold"] = threshold
-        group["eps"], group["eps_rel"] = float(eps), float(eps_rel)
-        group["straggler"] = group["value"].abs() <= threshold
+        group["eps"], group["eps_rel"], group["k"] = float(eps), float(eps_rel), float(k)
+        group["straggler"] = known & (size <= threshold) & (size <= margin)
+        group["undecidable"] = ~known | ((size - margin < threshold) & (size + margin > threshold))
         out.append(group)
     return pd.concat(out, ignore_index=True)
 

@@ -101,8 +101,9 @@ def test_evaluate_writes_the_path_table(checkpoints, tmp_path: Path):
             "--batch-size", "3", "--device", "cpu", "--no-progress", "-o", str(out)]
     assert main(argv) == 0
     df = read_tsv(out, required=["model", "dataset", "alpha", "metric", "value", "n"])
-    assert list(df.columns) == ["model", "dataset", "alpha", "metric", "value", "n"]
+    assert list(df.columns) == ["model", "dataset", "split", "alpha", "metric", "value", "n"]
     assert set(df["model"]) == {"ft_3"} and set(df["dataset"]) == {"set-one", "set-two"} and len(df) == 8
+    assert set(df["split"]) == {"all"}
     for alpha, ckpt in ((0.0, zs), (1.0, ft)):
         for directory in data:
             cache = load_cache(directory)

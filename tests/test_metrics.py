@@ -146,24 +146,64 @@ def layerwise_table() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     return table, loss
 
 
-def test_layerwise_instability_uses_the_layerwise_endpoints():
+def test_layerwise_instability_path_endpoints_reading():
     table, loss = layerwise_table()
-    out = layerwise_instability(table)
+    out = layerwise_instability(table, reference="path_endpoints")
     assert list(out["layer"]) == list(loss)  # table order kept (forward order)
     for layer, values in loss.items():
         row = out[out["layer"] == layer].iloc[0]
         assert row["instability"] == pytest.approx(values.max() - (values[0] + values[-1]) / 2)
         assert row["loss_alpha1"] == pytest.approx(values[-1])
+        assert row["reference"] == "path_endpoints"
+
+
+def whole_path_losses(l0: float, l1: float, **keys) -> pd.DataFrame:
+    """loss_path_metrics of a whole path from theta_0 (loss l0) to theta_1 (loss l1)."""
+    return loss_path_metrics(path_rows(ALPHAS, loss=l0 + (l1 - l0) * ALPHAS, **keys), delta=0.1)
+
+
+def test_layerwise_instability_original_models_reading_is_the_papers_def_1_1():
+    table, loss = layerwise_table()
+    # The fine-tuned model is much worse on this set (3.0 vs 2.0): the paper's reference is the
+    # mean of the two original models, 2.5, not the layer-wise path's own endpoints.
+    out = layerwise_instability(table, reference="original_models", endpoints=whole_path_losses(2.0, 3.0))
+    for layer, values in loss.items():
+        row = out[out["layer"] == layer].iloc[0]
+        assert row["instability"] == pytest.approx(values.max() - 2.5)
+        assert row["reference_loss"] == pytest.approx(2.5) and row["reference"] == "original_models"
+    # The two readings disagree exactly by the difference of their references.
+    other = layerwise_instability(table, reference="path_endpoints")
+    np.testing.assert_allclose(out["instability"] - other["instability"],
+                               [(v[0] + v[-1]) / 2 - 2.5 for v in loss.values()])
+    with pytest.raises(PathTableError, match="needs the whole paths' losses"):
+        layerwise_instability(table, reference="original_models")
+    with pytest.raises(PathTableError, match="no whole-path losses for model=m, dataset=ood"):
+        layerwise_instability(table, reference="original_models", endpoints=whole_path_losses(2.0, 3.0, model="x"))
+    with pytest.raises(ValueError, match="unknown Def. 1.1 reference"):
+        layerwise_instability(table, reference="endpoints")
+
+
+def test_original_models_reference_is_matched_per_split():
+    table, _ = layerwise_table()
+    both = pd.concat([table.assign(split="selection"), table.assign(split="heldout", value=table["value"] + 1)])
+    endpoints = pd.concat([whole_path_losses(2.0, 3.0, split="selection"), whole_path_losses(5.0, 5.0, split="heldout")])
+    out = layerwise_instability(both, reference="original_models", endpoints=endpoints).set_index(["split", "layer"])
+    assert out.loc[("selection", "visual.conv1"), "instability"] == pytest.approx(2.05 - 2.5)
+    assert out.loc[("heldout", "visual.conv1"), "instability"] == pytest.approx(3.05 - 5.0)
 
 
 def test_stragglers_exceed_delta():
     table, loss = layerwise_table()
     expected = [layer for layer, v in loss.items() if v.max() - (v[0] + v[-1]) / 2 > 0.05]
-    out = stragglers_by_interpolation(table, delta=0.05)
+    out = stragglers_by_interpolation(table, delta=0.05, reference="path_endpoints")
     assert list(out["layer"]) == expected == ["visual.transformer.resblocks.0.attn", "classification_head"]
     assert (out["delta"] == 0.05).all()
     # The bump's instability is exactly 1.0; "exceeds" is strict.
-    assert "visual.transformer.resblocks.0.attn" not in set(stragglers_by_interpolation(table, delta=1.0)["layer"])
+    flagged = stragglers_by_interpolation(table, delta=1.0, reference="path_endpoints")
+    assert "visual.transformer.resblocks.0.attn" not in set(flagged["layer"])
+    # Against the original models (mean 2.5), only the bump (max 3.0) exceeds 0.05.
+    paper = stragglers_by_interpolation(table, delta=0.05, endpoints=whole_path_losses(2.0, 3.0))
+    assert list(paper["layer"]) == ["visual.transformer.resblocks.0.attn"]
 
 
 def test_missing_columns_are_named():

@@ -33,7 +33,6 @@ from interpsharp.sharpness import (
     layerwise_sharpness,
     perturbation_noise,
     perturbed_losses,
-    select_subset,
 )
 
 #: Small enough (1111 parameters) for an exact Hessian in under a second.
@@ -363,18 +362,6 @@ def test_nonfinite_draws_are_counted_and_excluded():
     assert 0 < est.n_nonfinite == finite.count(False)
     assert est.mean == pytest.approx(np.mean(expected), rel=1e-12)
     assert np.isfinite(est.stderr)
-
-
-def test_select_subset_is_stable_sorted_and_nested():
-    a = select_subset(1000, 100, seed=0)
-    assert len(a) == 100 and len(set(a)) == 100 and (np.diff(a) > 0).all() and a.min() >= 0 and a.max() < 1000
-    np.testing.assert_array_equal(a, select_subset(1000, 100, seed=0))
-    assert not np.array_equal(a, select_subset(1000, 100, seed=1))
-    assert set(select_subset(1000, 50, seed=0)) <= set(a)
-    np.testing.assert_array_equal(select_subset(7, None, 0), np.arange(7))
-    np.testing.assert_array_equal(select_subset(7, 10, 0), np.arange(7))
-    with pytest.raises(ValueError, match="m must be"):
-        select_subset(7, 0, 0)
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ from interpsharp.layers import layer_groups
 from interpsharp.stragglers import prune_stragglers, straggler_layers, straggler_overlap, stragglers_by_sharpness
 
 
-def layerwise_table(values: dict[str, float], alpha: float = 1.0, model: str = "m", rho: float = 1.0) -> pd.DataFrame:
-    rows = [dict(model=model, dataset="d", alpha=alpha, layer=layer, metric="layerwise_sharpness", value=v, stderr=0.01,
-                 mode="perturb_finetuned", rho=rho) for layer, v in values.items()]
+def layerwise_table(values: dict[str, float], alpha: float = 1.0, model: str = "m", rho: float = 1.0,
+                    stderr: dict[str, float] | float = 0.01) -> pd.DataFrame:
+    errors = stderr if isinstance(stderr, dict) else {layer: stderr for layer in values}
+    rows = [dict(model=model, dataset="d", alpha=alpha, layer=layer, metric="layerwise_sharpness", value=v,
+                 stderr=errors[layer], mode="perturb_finetuned", rho=rho) for layer, v in values.items()]
     rows.append(dict(model=model, dataset="d", alpha=alpha, layer="all", metric="loss", value=0.0, stderr=math.nan,
                      mode="perturb_finetuned", rho=rho))
     return pd.DataFrame(rows)
@@ -40,8 +42,34 @@ def test_stragglers_by_sharpness_thresholds():
         stragglers_by_sharpness(table, 0.001, 0.0, alpha=0.25)
 
 
+def test_a_straggler_must_be_consistent_with_zero_and_undecidable_layers_are_counted():
+    # threshold 0.001, k = 2:
+    #   tiny:     |S| 0.0002, SE 0.0002 -> within 2 SE of 0 and under the threshold: straggler;
+    #             interval [-0.0002, 0.0006] lies under the threshold: decided.
+    #   precise:  |S| 0.0008, SE 0.0001 -> under the threshold but 8 SE from 0: not flagged;
+    #             interval [0.0006, 0.001] touches the threshold only: decided.
+    #   noisy:    |S| 0.0005, SE 0.002 -> flagged, but [-0.0035, 0.0045] straddles 0.001: undecidable.
+    #   big:      |S| 0.5, SE 0.002 -> not flagged, decided.
+    #   unknown:  one draw, SE NaN -> never flagged, undecidable.
+    values = {"tiny": 0.0002, "precise": -0.0008, "noisy": 0.0005, "big": 0.5, "unknown": 0.0}
+    errors = {"tiny": 0.0002, "precise": 0.0001, "noisy": 0.002, "big": 0.002, "unknown": math.nan}
+    out = stragglers_by_sharpness(layerwise_table(values, stderr=errors), eps=0.001, eps_rel=0.0, k=2.0).set_index("layer")
+    assert list(out.index[out["straggler"]]) == ["tiny", "noisy"]
+    assert list(out.index[out["undecidable"]]) == ["noisy", "unknown"]
+    assert (out["k"] == 2.0).all()
+    # A larger k admits the precise layer (8 SE from 0) once k >= 8.
+    wide = stragglers_by_sharpness(layerwise_table(values, stderr=errors), eps=0.001, eps_rel=0.0, k=8.0)
+    assert "precise" in set(wide.loc[wide["straggler"], "layer"])
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="k \\(standard errors\\)"):
+            stragglers_by_sharpness(layerwise_table(values), 0.001, 0.0, k=bad)
+    with pytest.raises(ValueError, match="stderr"):
+        stragglers_by_sharpness(layerwise_table(values).drop(columns="stderr"), 0.001, 0.0)
+
+
 def test_stragglers_by_sharpness_thresholds_are_per_model():
-    table = pd.concat([layerwise_table({"a": 1.0, "b": 0.05}, model="flat"), layerwise_table({"a": 100.0, "b": 0.05}, model="sharp")])
+    table = pd.concat([layerwise_table({"a": 1.0, "b": 0.05}, model="flat", stderr=0.05),
+                       layerwise_table({"a": 100.0, "b": 0.05}, model="sharp", stderr=0.05)])
     result = stragglers_by_sharpness(table, eps=0.0, eps_rel=0.01)
     flagged = result.loc[result["straggler"], ["model", "layer"]].values.tolist()
     assert flagged == [["sharp", "b"]]

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from interpsharp.data import load_cache
     from interpsharp.evaluate import normalize_images, pick_device
     from interpsharp.interpolate import InterpolationPath
-    from interpsharp.sharpness import PRECISIONS, general_sharpness, layerwise_sharpness, select_subset
+    from interpsharp.sharpness import PRECISIONS, general_sharpness, layerwise_sharpness
+    from interpsharp.subsets import select_subset
     from interpsharp.tables import write_tsv
 
     if not args.layerwise and (args.layers or args.mode != "perturb_finetuned" or args.implementation != "prefix_cached"):
