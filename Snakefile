@@ -9,6 +9,8 @@ Settings: config.yaml, documented in workflow_schemas/config.schema.yaml. Result
 results/<world>/, downloads, caches and checkpoints to resources/<world>/.
 """
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("8.10")
@@ -17,7 +19,9 @@ min_version("8.10")
 configfile: "config.yaml"
 
 
-report: "report/workflow.rst"
+# The report's front page: the workflow description, or the landing page the report_html rule
+# writes (results, claims and that description) for the nested `snakemake --report` it runs.
+report: os.environ.get("INTERPSHARP_REPORT_TEXT", "report/workflow.rst")
 
 
 include: "rules/common.smk"

@@ -101,6 +101,11 @@ class ScoredPath:
     def at(self, i: int) -> ImageScores:
         return ImageScores(self.correct[i], self.loss[i])
 
+    def take(self, rows: Sequence[int]) -> "ScoredPath":
+        """The points at ``rows`` (indices into ``alphas``), e.g. one alpha per file."""
+        rows = list(rows)
+        return ScoredPath(self.alphas[rows], self.correct[rows], self.loss[rows])
+
     def save(self, path: str | os.PathLike, **meta: object) -> Path:
         """Write as ``.npz`` (``alphas``, ``correct``, ``loss`` and ``meta`` values), atomically."""
         path = Path(path)

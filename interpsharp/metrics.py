@@ -36,6 +36,8 @@ KEY_COLUMNS = ("model", "dataset", "split", "layer", "mask_seed")
 FAILURE_MODE = "failure_mode"
 GAIN = "gain"
 HIGH_GAIN = "high_gain"
+#: Label of a pruned path of a model with no straggler layer: it is the original path itself.
+NOTHING_PRUNED = "no straggler: nothing pruned"
 
 #: Readings of Def. 1.1's reference loss (config ``layerwise_interpolation.reference``):
 #: ``original_models`` is the paper's text, (L(theta_0) + L(theta_1)) / 2 of the whole models;
@@ -193,9 +195,15 @@ def layerwise_instability(
     values at alpha 0 (theta_0, the same for every layer) and 1 (theta_0 with only layer i from
     theta_1), an alternative reading SPEC's earlier wording allowed.
 
-    Columns: keys, ``instability, reference, reference_loss, loss_alpha0, loss_alpha1,
-    loss_max, alpha_loss_max, n_alphas[, n]``; layers keep the table's order (forward order
-    when the evaluation wrote it).
+    ``instability_at_alpha0`` is the instability every layer has at least: the layer-wise
+    path starts at theta_0 for every layer, so its maximum is never below ``L(theta_0)``. When
+    the fine-tuned model's loss is lower than the zero-shot model's, the original models' mean
+    lies below ``L(theta_0)``, and once ``L(theta_0) - reference > delta`` *every* layer exceeds
+    delta by construction (see :func:`stragglers_by_interpolation`).
+
+    Columns: keys, ``instability, instability_at_alpha0, reference, reference_loss,
+    loss_alpha0, loss_alpha1, loss_max, alpha_loss_max, n_alphas[, n]``; layers keep the
+    table's order (forward order when the evaluation wrote it).
     """
     if reference not in REFERENCES:
         raise ValueError(f"unknown Def. 1.1 reference {reference!r}; choose one of {', '.join(REFERENCES)}")
@@ -216,6 +224,7 @@ def layerwise_instability(
         rows.append({
             **key,
             "instability": loss[i_max] - reference_loss,
+            "instability_at_alpha0": loss[0] - reference_loss,
             "reference": reference,
             "reference_loss": reference_loss,
             "loss_alpha0": loss[0],
@@ -237,12 +246,31 @@ def stragglers_by_interpolation(
     """Layers whose layer-wise instability (:func:`layerwise_instability`) exceeds ``delta``
     (Def. 1.2), with ``delta`` as a column. "Exceeds" is strict: a layer exactly at delta is not
     a straggler.
+
+    Layers where the criterion is degenerate (:func:`degenerate_interpolation_paths`: the
+    layer's path exceeds delta already at alpha = 0, theta_0) are not flagged: under the
+    original-models reading that happens to every layer of a model at once, the flag would carry
+    no information about any layer, and pruning every layer is not what Algorithm 1 means.
     """
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta}")
     table = layerwise_instability(layerwise_paths, reference, endpoints)
-    stragglers = table[table["instability"] > delta + _ROUND_OFF].reset_index(drop=True)
+    informative = ~degenerate_interpolation_paths(table, delta)
+    stragglers = table[informative & (table["instability"] > delta + _ROUND_OFF)].reset_index(drop=True)
     return stragglers.assign(delta=float(delta))
+
+
+#: Why a path's stragglers by interpolation are left out when its criterion is degenerate.
+DEGENERATE_INTERPOLATION = ("L(theta_0) exceeds the reference loss by more than delta, so every layer's "
+                            "layer-wise path (which starts at theta_0) exceeds delta by construction")
+
+
+def degenerate_interpolation_paths(instability: pd.DataFrame, delta: float) -> pd.Series:
+    """Boolean per row of a :func:`layerwise_instability` table: True where the row's
+    ``instability_at_alpha0`` exceeds ``delta``, so Def. 1.2 would flag the layer whatever its
+    path does after theta_0 (:data:`DEGENERATE_INTERPOLATION`). Under the original-models
+    reading all layers of a model share this value, so it is all of them or none."""
+    return instability["instability_at_alpha0"] > delta + _ROUND_OFF
 
 
 def _original_losses(endpoints: pd.DataFrame | None, layerwise_paths: pd.DataFrame) -> pd.Series:

@@ -7,7 +7,9 @@ the path-metrics table (:mod:`interpsharp.metrics`), so a figure can never disag
 numbers reported beside it.
 
 Alpha follows WiSE-FT everywhere: alpha = 0 is the zero-shot model, alpha = 1 the fine-tuned
-one (the paper plots the reverse direction).
+one (the paper plots the reverse direction). Figures describe whole sets: rows of a table's
+``split`` column other than ``all`` (the selection and held-out parts) are not drawn, and the
+alpha* marked is the in-sample one of the path-metrics table.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import SymLogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from interpsharp.metrics import FAILURE_MODE, GAIN, HIGH_GAIN  # noqa: E402
+from interpsharp.metrics import FAILURE_MODE, GAIN, HIGH_GAIN, NOTHING_PRUNED  # noqa: E402
 
 OUTCOME_TEXT = {FAILURE_MODE: "failure mode", GAIN: "gain", HIGH_GAIN: "high gain"}
 ALPHA_LABEL = r"$\alpha$  (0 = zero-shot, 1 = fine-tuned)"
@@ -55,8 +57,11 @@ def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def _rows(table: pd.DataFrame, what: str, **equal: object) -> pd.DataFrame:
-    """Rows where every ``column == value``; empty is an error naming the selection."""
+    """Rows where every ``column == value`` (and ``split == "all"`` where the table has splits);
+    empty is an error naming the selection."""
     _require(table, list(equal), what)
+    if "split" in table.columns and "split" not in equal:
+        equal = {**equal, "split": "all"}
     mask = np.ones(len(table), dtype=bool)
     for column, value in equal.items():
         mask &= (table[column] == value).to_numpy()
@@ -246,6 +251,8 @@ def plot_layerwise_sharpness(sharpness: pd.DataFrame, path_metrics: pd.DataFrame
     for ax, (model, outcome, matrix) in zip(axes.flat, matrices):
         _layer_heatmap(ax, matrix, "RdBu_r", norm=norm, cbar_label="layer-wise sharpness (symlog)")
         _mark_alpha(ax, matrix, float(metrics.loc[model, "alpha_star"]), "alpha*")
+        if "n_nonfinite" in rows.columns:
+            _mark_nonfinite(ax, _layer_matrix(_rows(rows, "layer-wise sharpness", model=model), "n_nonfinite"))
         marked = _straggler_layers(stragglers, model, "sharpness")
         for tick, layer in zip(ax.get_yticklabels(), matrix.index):
             if layer in marked:
@@ -254,9 +261,17 @@ def plot_layerwise_sharpness(sharpness: pd.DataFrame, path_metrics: pd.DataFrame
         ax.set_title(f"{model} ({OUTCOME_TEXT.get(outcome, outcome)}); red = straggler, dashed = alpha*", fontsize=9)
     for ax in axes.flat[len(matrices):]:
         ax.set_visible(False)
-    fig.suptitle("Figure 4: layer-wise sharpness along the path")
+    fig.suptitle("Figure 4: layer-wise sharpness along the path (x = non-finite draws left out of the mean)")
     fig.tight_layout()
     return fig
+
+
+def _mark_nonfinite(ax, counts: pd.DataFrame) -> None:
+    """An "x" on every heat-map cell whose estimate dropped non-finite draws: its mean is over
+    fewer draws and biased low (the draws that blew up were the sharpest)."""
+    rows, cols = np.nonzero(counts.fillna(0).to_numpy() > 0)
+    for i, j in zip(rows, cols):
+        ax.text(j + 0.5, i + 0.5, "x", ha="center", va="center", color="black", fontsize=7, fontweight="bold")
 
 
 def _straggler_layers(stragglers: pd.DataFrame | None, model: str, criterion: str) -> set[str]:
@@ -264,7 +279,8 @@ def _straggler_layers(stragglers: pd.DataFrame | None, model: str, criterion: st
         return set()
     _require(stragglers, ["model", "layer", "criterion", "straggler"], "stragglers")
     rows = stragglers[(stragglers["model"] == model) & (stragglers["criterion"] == criterion)]
-    return set(rows.loc[rows["straggler"].astype(bool), "layer"])
+    flags = rows["straggler"].astype(str).str.lower() == "true"
+    return set(rows.loc[flags, "layer"])
 
 
 # -- Figure 5 -----------------------------------------------------------------------------
@@ -272,7 +288,9 @@ def _straggler_layers(stragglers: pd.DataFrame | None, model: str, criterion: st
 def plot_pruning(pruning: pd.DataFrame, evaluation: pd.DataFrame, path_metrics: pd.DataFrame, dataset: str) -> Figure:
     """Accuracy on ``dataset`` along alpha, original path (solid) against the pruned paths
     (dashed: mean over mask seeds, band = min..max), one panel per model; panel titles give
-    the outcome and how many layers were pruned."""
+    the outcome and how many layers were pruned. A model with no straggler layer shows its
+    original path only, marked "no straggler: nothing pruned": its "pruned" path is the
+    original one, and drawing it would suggest pruning changed nothing."""
     _require(pruning, ["model", "dataset", "alpha", "metric", "value", "mask_seed", "n_pruned_layers"], "pruning")
     pruned = _rows(pruning, "pruning", dataset=dataset, metric="accuracy")
     original = _rows(evaluation, "evaluation", dataset=dataset, metric="accuracy")
@@ -284,13 +302,19 @@ def plot_pruning(pruning: pd.DataFrame, evaluation: pd.DataFrame, path_metrics: 
     for ax, model in zip(axes.flat, models):
         base = original[original["model"] == model].sort_values("alpha")
         runs = pruned[pruned["model"] == model]
-        stats = runs.groupby("alpha")["value"].agg(["mean", "min", "max"]).reset_index()
         ax.plot(base["alpha"], 100 * base["value"], color="tab:blue", label="original")
-        ax.plot(stats["alpha"], 100 * stats["mean"], color="tab:red", linestyle="--",
-                label=f"pruned ({runs['mask_seed'].nunique()} masks)")
-        ax.fill_between(stats["alpha"], 100 * stats["min"], 100 * stats["max"], color="tab:red", alpha=0.2)
         n_pruned = int(runs["n_pruned_layers"].max())
-        ax.set_title(f"{labels.get(model, model)}\n{n_pruned} straggler layer(s) pruned", fontsize=9)
+        if n_pruned:
+            stats = runs.groupby("alpha")["value"].agg(["mean", "min", "max"]).reset_index()
+            ax.plot(stats["alpha"], 100 * stats["mean"], color="tab:red", linestyle="--",
+                    label=f"pruned ({runs['mask_seed'].nunique()} masks)")
+            ax.fill_between(stats["alpha"], 100 * stats["min"], 100 * stats["max"], color="tab:red", alpha=0.2)
+            note = f"{n_pruned} straggler layer(s) pruned"
+        else:
+            note = NOTHING_PRUNED
+            ax.text(0.5, 0.5, NOTHING_PRUNED, transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                    color="dimgray", bbox={"facecolor": "white", "edgecolor": "lightgray"})
+        ax.set_title(f"{labels.get(model, model)}\n{note}", fontsize=9)
         ax.set_xlabel(ALPHA_LABEL, fontsize=8)
         ax.set_ylabel(f"{dataset} accuracy (%)", fontsize=8)
         ax.grid(alpha=0.3)

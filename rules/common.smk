@@ -84,6 +84,10 @@ if MAIN_OOD not in LAYERWISE_DATASETS:
         f"must include datasets.main_ood '{MAIN_OOD}' (stragglers by interpolation are found there)",
     )
 PRUNING_DATASETS = check_subset(config["pruning"]["datasets"] or DATASETS, DATASETS, "pruning.datasets")
+if MAIN_OOD not in PRUNING_DATASETS:
+    raise config_error(
+        "pruning.datasets", f"must include datasets.main_ood '{MAIN_OOD}' (the pruned paths' held-out gains are scored there)"
+    )
 RHOS = sorted({float(config["general_sharpness"]["rho"]), *map(float, config["general_sharpness"]["rho_sweep"])})
 MASK_SEEDS = [str(s) for s in config["pruning"]["mask_seeds"]]
 
@@ -108,6 +112,12 @@ def canonical(value):
     if isinstance(value, list):
         return [canonical(item) for item in value]
     return value
+
+
+#: The selection / held-out split of the main OOD set, as every job that needs it is told.
+SELECTION = canonical(config["selection"])
+#: Outcome thresholds, as every job that labels paths is told.
+THRESHOLDS = {key: config["outcome"][key] for key in ("delta", "xi", "tolerance")}
 
 
 def regex_alternatives(names):
@@ -195,10 +205,10 @@ PATH_JOB = "{model}/all_alphas" if PER_MODEL_PATHS else "{model}/alpha_{alpha}"
 POINTS_PER_PATH_JOB = len(ALPHAS) if PER_MODEL_PATHS else 1
 
 
-def path_point_files(folder):
+def path_point_files(folder, ext="tsv"):
     """The files of a path job: one per (model, alpha) either way, so nothing downstream knows
     how the path was cut into jobs; a per-model job writes all of its model's."""
-    pattern = f"{RESULTS}/{folder}/{{model}}/alpha_{{alpha}}.tsv"
+    pattern = f"{RESULTS}/{folder}/{{model}}/alpha_{{alpha}}.{ext}"
     return expand(pattern, alpha=ALPHAS, allow_missing=True) if PER_MODEL_PATHS else pattern
 
 
@@ -258,8 +268,11 @@ TABLES = [
     "stragglers",
     "pruning",
     "pruning_metrics",
+    "heldout_gains",
     "summary",
+    "straggler_overlap",
     "correlations",
+    "claims",
 ]
 
 

@@ -1,6 +1,7 @@
 """Layer-wise interpolation (Def. 1.1): per model, every layer of theta_1 interpolated alone
-while the rest stays theta_0, over every alpha; then the layer-wise instability that makes a
-layer a straggler by interpolation."""
+while the rest stays theta_0, over every alpha (the main OOD set also per part of its
+selection split); then the layer-wise instability that makes a layer a straggler by
+interpolation, under both readings of Def. 1.1's reference loss."""
 
 
 rule layerwise_interpolation:
@@ -12,6 +13,8 @@ rule layerwise_interpolation:
         f"{RESULTS}/layerwise_interpolation/{{model}}.tsv",
     params:
         datasets=LAYERWISE_DATASETS,
+        main_ood=MAIN_OOD,
+        selection=SELECTION,
         alphas=[float(a) for a in ALPHAS],
         batch_size=config["layerwise_interpolation"]["batch_size"],
         precision=config["layerwise_interpolation"]["precision"],
@@ -32,7 +35,8 @@ rule layerwise_interpolation:
 
 rule layerwise_instability:
     input:
-        f"{RESULTS}/tables/layerwise_interpolation.tsv",
+        layerwise=f"{RESULTS}/tables/layerwise_interpolation.tsv",
+        path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
         report(
             f"{RESULTS}/tables/layerwise_instability.tsv",

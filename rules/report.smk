@@ -1,16 +1,22 @@
 """The HTML report as the DAG's last job, so `make demo` (and any run) ends with
 results/<world>/report.html. Snakemake writes reports only in a separate invocation; this rule
 makes it, on the same Snakefile and the same (validated) config, for the figure and table
-targets only, so the nested call never waits on the outer run's lock or on this job."""
+targets only, so the nested call never waits on the outer run's lock or on this job. Its front
+page is a landing page written here: the main OOD set's outcome table and one sentence per
+claim of the paper, above the workflow description."""
 
 
 rule report_html:
     input:
-        all_outputs(),
+        outputs=all_outputs(),
+        summary=f"{RESULTS}/tables/summary.tsv",
+        claims=f"{RESULTS}/tables/claims.tsv",
     output:
         f"{RESULTS}/report.html",
     params:
         snakefile=workflow.main_snakefile,
+        workflow_text=str(Path(workflow.basedir) / "report" / "workflow.rst"),
+        main_ood=MAIN_OOD,
         config=canonical(config),
         targets=all_outputs(),
     log:

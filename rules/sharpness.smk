@@ -1,6 +1,7 @@
 """Adaptive average-case sharpness (Eq. 3) along the path: general (noise on every parameter,
 all radii of the sweep in one job) and layer-wise (noise on one layer; every layer in one job,
-where prefix caching pays off), one job per (model, alpha), or per model (compute.path_jobs)."""
+where prefix caching pays off), one job per (model, alpha), or per model (compute.path_jobs).
+On the main OOD set the fixed evaluation subset is drawn from the selection part."""
 
 
 rule general_sharpness:
@@ -12,6 +13,8 @@ rule general_sharpness:
         path_point_files("sharpness/general"),
     params:
         dataset=GENERAL_SHARPNESS_DATASET,
+        main_ood=MAIN_OOD,
+        selection=SELECTION,
         alphas=path_job_alphas,
         rhos=RHOS,
         n_iter=config["general_sharpness"]["n_iter"],
@@ -45,6 +48,8 @@ rule layerwise_sharpness:
         path_point_files("sharpness/layerwise"),
     params:
         dataset=LAYERWISE_SHARPNESS_DATASET,
+        main_ood=MAIN_OOD,
+        selection=SELECTION,
         alphas=path_job_alphas,
         mode=config["layerwise_sharpness"]["mode"],
         rho=config["layerwise_sharpness"]["rho"],

@@ -1,5 +1,6 @@
-"""Straggler layers by both criteria, per model, and their pruning (Algorithm 1): one job per
-(model, mask seed) that evaluates the whole pruned path."""
+"""Straggler layers by both criteria, per model, chosen on the selection part of the main OOD
+set, and their pruning (Algorithm 1): one job per (model, mask seed) that evaluates the whole
+pruned path (the main OOD set also per part, with per-image scores for the held-out gains)."""
 
 
 rule detect_stragglers:
@@ -8,17 +9,22 @@ rule detect_stragglers:
         finetuned=finetuned_checkpoint,
         cache=cache_dir(LAYERWISE_SHARPNESS_DATASET),
         layerwise_paths=f"{RESULTS}/layerwise_interpolation/{{model}}.tsv",
+        # The whole path's endpoints: Def. 1.1's reference is the original models' mean loss.
+        endpoints=[f"{RESULTS}/evaluation/{{model}}/alpha_{ALPHAS[0]}.tsv", f"{RESULTS}/evaluation/{{model}}/alpha_{ALPHAS[-1]}.tsv"],
     output:
         f"{RESULTS}/stragglers/{{model}}.tsv",
     params:
         dataset=LAYERWISE_SHARPNESS_DATASET,
         main_ood=MAIN_OOD,
+        selection=SELECTION,
+        reference=config["layerwise_interpolation"]["reference"],
         alpha=config["stragglers"]["alpha"],
         mode=config["layerwise_sharpness"]["mode"],
         rho=config["stragglers"]["rho"],
         n_iter=config["stragglers"]["n_iter"],
         eps=config["stragglers"]["eps"],
         eps_rel=config["stragglers"]["eps_rel"],
+        k=config["stragglers"]["k"],
         n_samples=config["stragglers"]["n_samples"],
         seed=config["stragglers"]["seed"],
         delta=config["outcome"]["delta"],
@@ -46,9 +52,12 @@ rule prune_stragglers:
         stragglers=f"{RESULTS}/stragglers/{{model}}.tsv",
         caches=cache_dirs(PRUNING_DATASETS),
     output:
-        f"{RESULTS}/pruning/{{model}}/seed_{{seed}}.tsv",
+        table=f"{RESULTS}/pruning/{{model}}/seed_{{seed}}.tsv",
+        scores=f"{RESULTS}/per_image/pruning/{{model}}/seed_{{seed}}.npz",
     params:
         datasets=PRUNING_DATASETS,
+        main_ood=MAIN_OOD,
+        selection=SELECTION,
         alphas=[float(a) for a in ALPHAS],
         criterion=config["pruning"]["criterion"],
         probability=config["pruning"]["probability"],

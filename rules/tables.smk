@@ -1,6 +1,7 @@
 """Aggregation and statistics: per-job tables concatenated into one tidy table per kind, the
-pruned paths' metrics, the per-model summary (SPEC's table) and the rank correlations between
-sharpness and OOD gain (the paper's claims, as numbers)."""
+pruned paths' metrics, the per-model summary (SPEC's table) and the straggler overlap under
+both Def. 1.1 readings, the rank correlations between each measure and the OOD gain, and what
+they say about each of the paper's claims."""
 
 rule collect_table:
     input:
@@ -35,9 +36,7 @@ rule pruning_metrics:
             labels={"table": "pruned path metrics"},
         ),
     params:
-        delta=config["outcome"]["delta"],
-        xi=config["outcome"]["xi"],
-        tolerance=config["outcome"]["tolerance"],
+        **THRESHOLDS,
     log:
         log_path("pruning_metrics"),
     benchmark:
@@ -60,17 +59,31 @@ rule summarize_models:
         layerwise_sharpness=f"{RESULTS}/tables/layerwise_sharpness.tsv",
         layerwise_instability=f"{RESULTS}/tables/layerwise_instability.tsv",
         stragglers=f"{RESULTS}/tables/stragglers.tsv",
+        pruning=f"{RESULTS}/tables/pruning.tsv",
         pruning_metrics=f"{RESULTS}/tables/pruning_metrics.tsv",
+        heldout_gains=f"{RESULTS}/tables/heldout_gains.tsv",
     output:
-        report(
+        summary=report(
             f"{RESULTS}/tables/summary.tsv",
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "per-model summary"},
         ),
+        overlap=report(
+            f"{RESULTS}/tables/straggler_overlap.tsv",
+            caption="../report/straggler_overlap.rst",
+            category="Tables",
+            labels={"table": "straggler overlap"},
+        ),
     params:
         main_ood=MAIN_OOD,
         rho=float(config["general_sharpness"]["rho"]),
+        mode=config["layerwise_sharpness"]["mode"],
+        eps=config["stragglers"]["eps"],
+        eps_rel=config["stragglers"]["eps_rel"],
+        k=config["stragglers"]["k"],
+        delta=config["outcome"]["delta"],
+        reference=config["layerwise_interpolation"]["reference"],
     log:
         log_path("summarize_models"),
     benchmark:
@@ -88,13 +101,20 @@ rule correlate_sharpness:
     input:
         f"{RESULTS}/tables/summary.tsv",
     output:
-        report(
+        correlations=report(
             f"{RESULTS}/tables/correlations.tsv",
             caption="../report/correlations.rst",
             category="Tables",
             labels={"table": "rank correlations"},
         ),
+        claims=report(
+            f"{RESULTS}/tables/claims.tsv",
+            caption="../report/claims.rst",
+            category="Tables",
+            labels={"table": "the paper's claims"},
+        ),
     params:
+        rho_sweep=[float(r) for r in config["general_sharpness"]["rho_sweep"]],
         n_boot=config["statistics"]["n_boot"],
         confidence=config["statistics"]["confidence"],
         seed=config["statistics"]["seed"],

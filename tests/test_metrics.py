@@ -14,6 +14,7 @@ from interpsharp.metrics import (
     OutcomeThresholds,
     PathTableError,
     accuracy_path_metrics,
+    degenerate_interpolation_paths,
     layerwise_instability,
     loss_path_metrics,
     path_metrics,
@@ -181,6 +182,20 @@ def test_layerwise_instability_original_models_reading_is_the_papers_def_1_1():
         layerwise_instability(table, reference="original_models", endpoints=whole_path_losses(2.0, 3.0, model="x"))
     with pytest.raises(ValueError, match="unknown Def. 1.1 reference"):
         layerwise_instability(table, reference="endpoints")
+
+
+def test_a_fine_tune_better_than_zero_shot_makes_every_layer_exceed_delta_by_construction():
+    # L(theta_0) = 2.0, L(theta_1) = 1.6: the original models' mean 1.8 lies 0.2 below theta_0,
+    # where every layer-wise path starts, so with delta 0.1 Def. 1.2 would flag every layer.
+    table, loss = layerwise_table()
+    instability = layerwise_instability(table, reference="original_models", endpoints=whole_path_losses(2.0, 1.6))
+    assert (instability["instability"] > 0.1).all()
+    np.testing.assert_allclose(instability["instability_at_alpha0"], 0.2)
+    assert degenerate_interpolation_paths(instability, 0.1).all()
+    assert stragglers_by_interpolation(table, 0.1, endpoints=whole_path_losses(2.0, 1.6)).empty
+    # With delta above that floor the criterion is informative again: only the bump exceeds 0.5.
+    assert list(stragglers_by_interpolation(table, 0.5, endpoints=whole_path_losses(2.0, 1.6))["layer"]) == [
+        "visual.transformer.resblocks.0.attn"]
 
 
 def test_original_models_reference_is_matched_per_split():

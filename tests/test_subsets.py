@@ -74,3 +74,11 @@ def test_selection_split_depends_on_seed_and_fraction_only():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="strictly between"):
             selection_split(labels, bad, 0)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.95])
+def test_every_class_with_two_images_is_in_both_parts_at_extreme_fractions(fraction):
+    labels = np.repeat(np.arange(4), [2, 3, 5, 40])
+    split = selection_split(labels, fraction, seed=0)
+    for label in range(4):
+        assert (labels[split.selection] == label).any() and (labels[split.heldout] == label).any()

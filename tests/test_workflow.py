@@ -84,6 +84,7 @@ def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
         "collect_table": 6,
         "path_metrics": 1,
         "pruning_metrics": 1,
+        "heldout_gains": 1,
         "layerwise_instability": 1,
         "summarize_models": 1,
         "correlate_sharpness": 1,

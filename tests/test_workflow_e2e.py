@@ -31,29 +31,44 @@ FIGURES = ["fig1_interpolation", "fig2_layerwise_interpolation", "fig3_general_s
 
 #: SPEC columns per table, and the columns that must hold a value in every row.
 TABLES = {
-    "evaluation": (["model", "dataset", "alpha", "metric", "value", "n"], "all"),
-    "path_metrics": (["model", "dataset", "instability", "barrier_depth", "gain", "alpha_star", "outcome",
+    "evaluation": (["model", "dataset", "split", "alpha", "metric", "value", "n"], "all"),
+    "path_metrics": (["model", "dataset", "split", "instability", "barrier_depth", "gain", "alpha_star", "outcome",
                       "delta", "xi", "tolerance"], "all"),
     "general_sharpness": (["model", "dataset", "alpha", "layer", "metric", "value", "stderr", "n", "n_iter",
-                           "rho", "seed"], ["model", "dataset", "alpha", "layer", "metric", "value", "n", "seed"]),
+                           "n_nonfinite", "rho", "seed"], ["model", "dataset", "alpha", "layer", "metric", "value", "n", "seed"]),
     "layerwise_sharpness": (["model", "dataset", "alpha", "layer", "metric", "value", "stderr", "n", "n_iter",
-                             "rho", "mode", "seed"], ["model", "dataset", "alpha", "layer", "metric", "value", "n", "seed"]),
-    "layerwise_interpolation": (["model", "dataset", "alpha", "layer", "metric", "value", "n"], "all"),
-    "layerwise_instability": (["model", "dataset", "layer", "instability"], "all"),
-    "stragglers": (["model", "dataset", "criterion", "layer", "value", "threshold", "straggler"],
-                   ["model", "dataset", "criterion", "layer", "value", "threshold", "straggler"]),
-    "pruning": (["model", "dataset", "alpha", "metric", "value", "n", "mask_seed", "n_pruned_layers"],
-                ["model", "dataset", "alpha", "metric", "value", "n", "mask_seed", "n_pruned_layers"]),
-    "pruning_metrics": (["model", "dataset", "mask_seed", "gain", "barrier_depth", "outcome"],
-                        ["model", "dataset", "mask_seed", "gain", "barrier_depth", "outcome"]),
-    "summary": (["model", "dataset", "outcome", "gain", "alpha_star", "barrier_depth", "general_sharpness_alpha1",
-                 "general_sharpness_alpha_star", "min_abs_layerwise_sharpness_alpha1", "stragglers_n_by_sharpness",
-                 "stragglers_n_by_interpolation", "pruned_gain_mean"],
-                ["model", "dataset", "outcome", "gain", "alpha_star", "barrier_depth", "general_sharpness_alpha1",
-                 "general_sharpness_alpha_star", "min_abs_layerwise_sharpness_alpha1", "min_abs_layerwise_sharpness_alpha_star",
-                 "stragglers_n_by_sharpness", "stragglers_n_by_interpolation", "pruned_gain_mean"]),
-    "correlations": (["dataset", "x", "y", "method", "statistic", "p_value", "ci_low", "ci_high", "n", "reason"],
-                     ["dataset", "x", "y", "method", "n"]),
+                             "n_nonfinite", "rho", "mode", "seed"], ["model", "dataset", "alpha", "layer", "metric", "value", "n", "seed"]),
+    "layerwise_interpolation": (["model", "dataset", "split", "alpha", "metric", "value", "n", "layer"], "all"),
+    "layerwise_instability": (["model", "dataset", "split", "layer", "instability", "instability_at_alpha0", "reference",
+                               "reference_loss"], "all"),
+    "stragglers": (["model", "dataset", "split", "criterion", "layer", "value", "threshold", "straggler"],
+                   ["model", "dataset", "split", "criterion", "layer", "value", "threshold", "straggler"]),
+    "pruning": (["model", "dataset", "split", "alpha", "metric", "value", "n", "mask_seed", "n_pruned_layers",
+                 "n_pruned_parameters", "n_zeroed"],
+                ["model", "dataset", "split", "alpha", "metric", "value", "n", "mask_seed", "n_pruned_layers",
+                 "n_pruned_parameters", "n_zeroed"]),
+    "pruning_metrics": (["model", "dataset", "split", "mask_seed", "gain", "barrier_depth", "outcome"],
+                        ["model", "dataset", "split", "mask_seed", "gain", "barrier_depth", "outcome"]),
+    "heldout_gains": (["model", "dataset", "path", "mask_seed", "alpha_star_selection", "outcome_selection",
+                       "heldout_gain", "ci_low", "ci_high", "interval_excludes_zero", "heldout_outcome", "n_selection",
+                       "n_heldout", "n_boot"],
+                      ["model", "dataset", "path", "alpha_star_selection", "heldout_gain", "heldout_outcome"]),
+    "summary": (["model", "dataset", "outcome", "gain", "alpha_star", "barrier_depth", "alpha_star_selection",
+                 "heldout_gain", "heldout_outcome", "general_sharpness_alpha1", "general_sharpness_alpha_star",
+                 "general_sharpness_alpha_star_reason", "min_abs_layerwise_sharpness_alpha1",
+                 "min_abs_layerwise_sharpness_alpha_star", "min_abs_layerwise_sharpness_alpha_star_reason",
+                 "n_nonfinite_layerwise", "n_nonfinite_general", "stragglers_n_by_sharpness",
+                 "stragglers_n_by_interpolation", "n_undecidable_by_sharpness", "n_pruned_layers",
+                 "n_pruned_parameters", "pruning_note", "pruned_gain_mean", "pruned_heldout_gain_mean"],
+                ["model", "dataset", "outcome", "gain", "alpha_star", "barrier_depth", "alpha_star_selection",
+                 "heldout_gain", "heldout_outcome", "general_sharpness_alpha1", "min_abs_layerwise_sharpness_alpha1",
+                 "n_nonfinite_layerwise", "stragglers_n_by_sharpness", "n_undecidable_by_sharpness",
+                 "n_pruned_layers", "pruned_gain_mean"]),
+    "straggler_overlap": (["model", "reference", "configured", "by_interpolation", "by_sharpness", "jaccard"],
+                          ["model", "reference", "configured", "jaccard"]),
+    "correlations": (["dataset", "x", "claim", "y", "method", "statistic", "p_value", "ci_low", "ci_high", "n",
+                      "n_left_out", "left_out", "reason"], ["dataset", "x", "claim", "y", "method", "n", "n_left_out"]),
+    "claims": (["claim", "text", "verdict", "evidence"], "all"),
 }
 
 
@@ -138,26 +153,28 @@ def test_tables_cover_the_configured_grid_and_agree(ci_run, ci_config):
     models = [f"model_{i}" for i in range(len(ci_config["demo"]["finetune"]["recipes"]))]
     alphas = sorted(ci_config["interpolation"]["alphas"])
     datasets = [ci_config["datasets"]["id"], *ci_config["datasets"]["ood"]]
+    main = ci_config["datasets"]["main_ood"]
     evaluation = read(ci_run, "evaluation")
-    assert len(evaluation) == len(models) * len(alphas) * len(datasets) * 2
+    # Every set as a whole, and the main OOD set's selection and held-out parts.
+    assert len(evaluation) == len(models) * len(alphas) * (len(datasets) + 2) * 2
+    assert set(evaluation.loc[evaluation["split"] != "all", "dataset"]) == {main}
     assert sorted(evaluation["alpha"].unique()) == alphas
+    whole = evaluation[evaluation["split"] == "all"]
     # alpha = 0 is theta_0 for every model: one zero-shot accuracy per dataset.
-    zero = evaluation[(evaluation["alpha"] == 0) & (evaluation["metric"] == "accuracy")]
+    zero = whole[(whole["alpha"] == 0) & (whole["metric"] == "accuracy")]
     assert (zero.groupby("dataset")["value"].nunique() == 1).all()
     zero_shot = zero.groupby("dataset")["value"].first()
     # Every path starts at theta_0: each layer-wise path and each pruned path (pruning changes theta_1 only).
     for table in ("layerwise_interpolation", "pruning"):
         rows = read(ci_run, table)
-        start = rows[(rows["alpha"] == 0) & (rows["metric"] == "accuracy")]
+        start = rows[(rows["alpha"] == 0) & (rows["metric"] == "accuracy") & (rows["split"] == "all")]
         assert np.allclose(start["value"], start["dataset"].map(zero_shot)), table
-
-    main = ci_config["datasets"]["main_ood"]
-    metrics = read(ci_run, "path_metrics").set_index(["model", "dataset"])
-    summary = read(ci_run, "summary").set_index("model")
-    assert sorted(summary.index) == models and (summary["dataset"] == main).all()
-    for model in models:
-        assert summary.loc[model, "gain"] == pytest.approx(metrics.loc[(model, main), "gain"])
-        assert summary.loc[model, "outcome"] == metrics.loc[(model, main), "outcome"]
+    # The parts partition the set: their image counts add up, and n-weighted accuracies average to the whole.
+    parts = evaluation[(evaluation["dataset"] == main) & (evaluation["metric"] == "accuracy")].pivot_table(
+        index=["model", "alpha"], columns="split", values=["value", "n"])
+    assert (parts[("n", "selection")] + parts[("n", "heldout")] == parts[("n", "all")]).all()
+    weighted = (parts[("value", "selection")] * parts[("n", "selection")] + parts[("value", "heldout")] * parts[("n", "heldout")])
+    assert np.allclose(weighted / parts[("n", "all")], parts[("value", "all")])
 
     layerwise = read(ci_run, "layerwise_sharpness")
     n_layers = layerwise.loc[layerwise["metric"] == "layerwise_sharpness", "layer"].nunique()
@@ -176,11 +193,104 @@ def test_tables_cover_the_configured_grid_and_agree(ci_run, ci_config):
     assert sorted(pruning["mask_seed"].unique()) == ci_config["pruning"]["mask_seeds"]
 
 
-def test_report_has_every_figure_and_caption(ci_run):
+def test_summary_columns_are_computed_from_their_sources(ci_run, ci_config):
+    """Recompute the summary's computed columns from the tables they come from: min |layer-wise
+    sharpness| at alpha 1 and at the selection alpha*, the pruned paths' mean gain, and the
+    held-out gain from the per-image scores (alpha* chosen on the selection rows)."""
+    main = ci_config["datasets"]["main_ood"]
+    summary = read(ci_run, "summary").set_index("model")
+    layerwise = read(ci_run, "layerwise_sharpness")
+    layerwise = layerwise[layerwise["metric"] == "layerwise_sharpness"]
+    pruning_metrics = read(ci_run, "pruning_metrics")
+    evaluation = read(ci_run, "evaluation")
+    tolerance = ci_config.get("outcome", {}).get("tolerance", 0.001)
+    for model, row in summary.iterrows():
+        own = layerwise[layerwise["model"] == model]
+        assert row["min_abs_layerwise_sharpness_alpha1"] == pytest.approx(own.loc[own["alpha"] == 1.0, "value"].abs().min())
+        # alpha* from the selection rows of the evaluation table, by Eq. 2 with the tolerance.
+        sel = evaluation[(evaluation["model"] == model) & (evaluation["dataset"] == main) & (evaluation["split"] == "selection")
+                         & (evaluation["metric"] == "accuracy")].sort_values("alpha")
+        acc = sel["value"].to_numpy()
+        alpha_star = 0.0 if acc.max() - acc[0] <= tolerance + 1e-12 else float(sel["alpha"].to_numpy()[np.argmax(acc)])
+        assert row["alpha_star_selection"] == pytest.approx(alpha_star)
+        if alpha_star == 0.0:
+            assert np.isnan(row["min_abs_layerwise_sharpness_alpha_star"]) and "alpha* = 0" in row["min_abs_layerwise_sharpness_alpha_star_reason"]
+        else:
+            expected = own.loc[np.isclose(own["alpha"], alpha_star), "value"].abs().min()
+            assert row["min_abs_layerwise_sharpness_alpha_star"] == pytest.approx(expected)
+        held = evaluation[(evaluation["model"] == model) & (evaluation["dataset"] == main) & (evaluation["split"] == "heldout")
+                          & (evaluation["metric"] == "accuracy")].set_index("alpha")["value"]
+        assert row["heldout_gain"] == pytest.approx(held.loc[alpha_star] - held.loc[0.0])
+        pruned = pruning_metrics[(pruning_metrics["model"] == model) & (pruning_metrics["dataset"] == main)
+                                 & (pruning_metrics["split"] == "all")]
+        assert row["pruned_gain_mean"] == pytest.approx(pruned["gain"].mean())
+
+
+def test_heldout_gains_agree_with_the_per_image_scores(ci_run, ci_config):
+    main = ci_config["datasets"]["main_ood"]
+    gains = read(ci_run, "heldout_gains")
+    evaluation = read(ci_run, "evaluation")
+    for _, row in gains[gains["path"] == "original"].iterrows():
+        files = sorted((ci_run / "results/demo/per_image/evaluation" / row["model"]).glob("alpha_*.npz"))
+        correct = {float(np.load(f)["alphas"][0]): np.load(f)["correct"][0] for f in files}
+        held = evaluation[(evaluation["model"] == row["model"]) & (evaluation["dataset"] == main)
+                          & (evaluation["split"] == "heldout") & (evaluation["metric"] == "accuracy")].set_index("alpha")
+        n_images = len(correct[0.0])
+        assert row["n_selection"] + row["n_heldout"] == n_images
+        # The per-image files hold every image: their mean is the whole set's accuracy.
+        whole = evaluation[(evaluation["model"] == row["model"]) & (evaluation["dataset"] == main)
+                           & (evaluation["split"] == "all") & (evaluation["metric"] == "accuracy")].set_index("alpha")["value"]
+        for alpha, bits in correct.items():
+            assert bits.mean() == pytest.approx(whole.loc[alpha])
+        assert row["acc_heldout_zero_shot"] == pytest.approx(held.loc[0.0, "value"])
+        if row["heldout_outcome"] == "failure_mode":
+            assert np.isnan(row["ci_low"])
+        else:
+            assert row["ci_low"] <= row["heldout_gain_vs_best_endpoint"] <= row["ci_high"]
+
+
+def test_the_ci_world_prunes_a_straggler_and_the_pruned_path_differs(ci_run, ci_config):
+    main = ci_config["datasets"]["main_ood"]
+    pruning = read(ci_run, "pruning")
+    evaluation = read(ci_run, "evaluation")
+    pruned_models = sorted(pruning.loc[pruning["n_pruned_layers"] > 0, "model"].unique())
+    assert pruned_models, "no model of the CI world had a straggler layer to prune"
+    key = ["model", "alpha"]
+    for model in pruned_models:
+        mine = pruning[(pruning["model"] == model) & (pruning["dataset"] == main) & (pruning["split"] == "all")
+                       & (pruning["metric"] == "loss")]
+        base = evaluation[(evaluation["model"] == model) & (evaluation["dataset"] == main) & (evaluation["split"] == "all")
+                          & (evaluation["metric"] == "loss")].set_index(key)["value"]
+        diff = (mine.set_index(key)["value"] - base.reindex(mine.set_index(key).index)).abs()
+        at_zero = diff[diff.index.get_level_values("alpha") == 0.0]
+        assert (at_zero == 0).all()  # alpha = 0 is theta_0, untouched by pruning theta_1
+        assert (diff[diff.index.get_level_values("alpha") > 0] > 1e-6).all(), model
+    summary = read(ci_run, "summary").set_index("model")
+    for model, row in summary.iterrows():
+        assert (row["pruning_note"] == "no straggler: nothing pruned") == (row["n_pruned_layers"] == 0)
+
+
+def test_claims_and_correlations_name_what_they_test(ci_run):
+    claims = read(ci_run, "claims")
+    assert list(claims["claim"]) == ["C0", "C1", "C2", "C3", "C4", "C5"]
+    assert set(claims["verdict"]) <= {"supports", "does not support", "cannot decide"}
+    correlations = read(ci_run, "correlations")
+    from interpsharp.claims import MEASURES
+
+    assert set(correlations["x"]) <= {m.column for m in MEASURES} | {c for c in correlations["x"] if "_rho" in c}
+    assert not correlations["x"].str.contains("stragglers_n").any()
+    assert (correlations["n"] + correlations["n_left_out"] == 3).all()
+
+
+def test_report_has_every_figure_and_caption_and_the_results_up_front(ci_run):
     html = (ci_run / "results/demo/report.html").read_text(errors="replace")
     for figure in FIGURES:
         assert f"{figure}.png" in html
     assert "alpha = 0 is the zero-shot model" in html
+    # The landing page: the main OOD set's outcome table and a verdict per claim.
+    assert "Results on clutter" in html and "What this run says about the paper" in html
+    for claim in ("C0", "C1", "C2", "C3", "C4", "C5"):
+        assert f"{claim}: " in html
 
 
 def test_changing_a_sharpness_setting_reruns_only_what_depends_on_it(ci_run, ci_config, tmp_path):

@@ -1,23 +1,21 @@
-"""Accuracy and loss of theta(alpha) on every evaluation set, for the alphas of one path job."""
+"""Accuracy and loss of theta(alpha) on every evaluation set, for the alphas of one path job;
+the main OOD set also per part of its selection split, and its per-image scores kept."""
 
-from workflow_job import load_caches, load_endpoints, start, write_per_alpha
+from workflow_job import files, load_caches, load_endpoints, main_ood_splits, start, write_per_alpha
 
 start(snakemake)
 
-from interpsharp.evaluate import evaluate_path
+from interpsharp.evaluate import path_table, score_path
 
-model, path = load_endpoints(
-    snakemake.input.zeroshot, snakemake.input.finetuned, snakemake.params.device, snakemake.params.head_width
+params = snakemake.params
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
+caches = load_caches(dict(zip(params.datasets, snakemake.input.caches)))
+scored = score_path(
+    model, path, caches, params.alphas, model_name=snakemake.wildcards.model, batch_size=params.batch_size,
+    device=params.device, precision=params.precision,
 )
-caches = load_caches(dict(zip(snakemake.params.datasets, snakemake.input.caches)))
-table = evaluate_path(
-    model,
-    path,
-    caches,
-    snakemake.params.alphas,
-    model_name=snakemake.wildcards.model,
-    batch_size=snakemake.params.batch_size,
-    device=snakemake.params.device,
-    precision=snakemake.params.precision,
-)
-write_per_alpha(table, snakemake.params.alphas, list(snakemake.output))
+table = path_table(scored, snakemake.wildcards.model, main_ood_splits(caches, params.main_ood, params.selection))
+write_per_alpha(table, params.alphas, files(snakemake.output.tables))
+main = scored[params.main_ood]
+for i, output in enumerate(files(snakemake.output.scores)):
+    main.take([i]).save(output, dataset=params.main_ood, model=snakemake.wildcards.model)

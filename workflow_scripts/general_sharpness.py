@@ -8,7 +8,9 @@ from interpsharp.sharpness import general_sharpness
 
 params = snakemake.params
 model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
-images, labels, class_subset = sharpness_inputs(snakemake.input.cache, params.n_samples, params.seed, params.device)
+images, labels, class_subset = sharpness_inputs(
+    snakemake.input.cache, params.n_samples, params.seed, params.device, params.main_ood, params.selection
+)
 table = general_sharpness(
     model, path, params.alphas, images, labels, params.rhos, params.n_iter, params.seed,
     class_subset=class_subset, batch_size=params.batch_size, precision=params.precision,

@@ -1,7 +1,9 @@
 """Write the workflow's HTML report (figures, tables, captions) with a nested `snakemake --report`
-on the same Snakefile and config; the outer run holds the lock and marks this job's output
-incomplete, hence --nolock and --ignore-incomplete."""
+on the same Snakefile and config, its front page the landing page (results on the main OOD set,
+a verdict per claim, then the workflow description); the outer run holds the lock and marks
+this job's output incomplete, hence --nolock and --ignore-incomplete."""
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -13,12 +15,21 @@ from workflow_job import start
 
 start(snakemake, torch_threads=False)
 
+from interpsharp.landing import landing_page
+from interpsharp.tables import read_tsv
+
+params = snakemake.params
+page = landing_page(Path(params.workflow_text).read_text(), read_tsv(snakemake.input.summary),
+                    read_tsv(snakemake.input.claims), params.main_ood)
 with tempfile.TemporaryDirectory(prefix="interpsharp-report-") as tmp:
     configfile = Path(tmp) / "config.yaml"
-    configfile.write_text(yaml.safe_dump(dict(snakemake.params.config)))
+    configfile.write_text(yaml.safe_dump(dict(params.config)))
+    landing = Path(tmp) / "landing.rst"
+    landing.write_text(page)
     command = [
-        sys.executable, "-m", "snakemake", "-s", snakemake.params.snakefile, "-d", ".", "--configfile", str(configfile),
-        "--report", snakemake.output[0], "--nolock", "--ignore-incomplete", *snakemake.params.targets,
+        sys.executable, "-m", "snakemake", "-s", params.snakefile, "-d", ".", "--configfile", str(configfile),
+        "--report", snakemake.output[0], "--nolock", "--ignore-incomplete", *params.targets,
     ]
     print(" ".join(command), flush=True)
-    subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stdout)
+    env = {**os.environ, "INTERPSHARP_REPORT_TEXT": str(landing)}
+    subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stdout, env=env)

@@ -55,18 +55,38 @@ def load_caches(named_dirs: dict[str, str]):
     return caches
 
 
-def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str):
+def selection_split(cache, selection: dict):
+    """The selection / held-out split of the main OOD set (config ``selection``)."""
+    from interpsharp.subsets import selection_split as split
+
+    return split(cache.labels, selection["fraction"], selection["seed"])
+
+
+def main_ood_splits(caches: dict, main_ood: str, selection: dict) -> dict:
+    """``{main_ood: {"selection": ..., "heldout": ...}}`` when the job scores the main OOD set:
+    the parts that get rows of their own in path tables."""
+    return {main_ood: selection_split(caches[main_ood], selection).parts()} if main_ood in caches else {}
+
+
+def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str, main_ood: str, selection: dict):
     """The fixed evaluation subset of a sharpness job: normalised images and labels on the
-    device, and the cache's class subset (200-class sets are scored on 1000-way logits)."""
+    device, and the cache's class subset (200-class sets are scored on 1000-way logits). On the
+    main OOD set the subset is drawn from the selection part: held-out images only score gains."""
     from interpsharp.data import load_cache
     from interpsharp.evaluate import normalize_images, pick_device
-    from interpsharp.sharpness import select_subset
+    from interpsharp.subsets import select_subset
 
     cache = load_cache(cache_dir)
-    indices = select_subset(len(cache), n_samples, seed)
+    within = selection_split(cache, selection).selection if cache.name == main_ood else None
+    indices = select_subset(len(cache), n_samples, seed, within=within)
     images, labels = next(cache.batches(len(indices), indices))
     target = pick_device(device)
     return normalize_images(images.to(target)), labels.to(target), cache.class_subset
+
+
+def files(named) -> list[str]:
+    """A named input or output as a list: Snakemake gives one file as a plain string."""
+    return [named] if isinstance(named, str) else list(named)
 
 
 def write_per_alpha(table, alphas: list[float], outputs: list[str]) -> None:
