@@ -260,6 +260,7 @@ TABLES = [
     "pruning_metrics",
     "summary",
     "correlations",
+    "reproduction_check",
 ]
 
 

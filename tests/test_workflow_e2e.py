@@ -54,6 +54,10 @@ TABLES = {
                  "stragglers_n_by_sharpness", "stragglers_n_by_interpolation", "pruned_gain_mean"]),
     "correlations": (["dataset", "x", "y", "method", "statistic", "p_value", "ci_low", "ci_high", "n", "reason"],
                      ["dataset", "x", "y", "method", "n"]),
+    "reproduction_check": (["endpoint", "model", "alpha", "dataset", "published_pct", "ours_pct", "difference_points",
+                            "tolerance_points", "within_tolerance", "status", "n", "n_published", "source", "reason"],
+                           ["endpoint", "model", "alpha", "dataset", "ours_pct", "tolerance_points", "status", "n",
+                            "reason"]),
 }
 
 
@@ -174,6 +178,24 @@ def test_tables_cover_the_configured_grid_and_agree(ci_run, ci_config):
                              & stragglers["straggler"].astype(str).str.lower().eq("true")]
         assert set(pruning.loc[pruning["model"] == model, "n_pruned_layers"]) == {len(flagged)}
     assert sorted(pruning["mask_seed"].unique()) == ci_config["pruning"]["mask_seeds"]
+
+
+def test_reproduction_check_says_row_by_row_that_the_demo_world_has_nothing_published(ci_run, ci_config):
+    from interpsharp.reproduction import reproduction_rst
+
+    check = read(ci_run, "reproduction_check")
+    datasets = [ci_config["datasets"]["id"], *ci_config["datasets"]["ood"]]
+    models = len(ci_config["demo"]["finetune"]["recipes"])
+    assert len(check) == (1 + models) * len(datasets)
+    assert (check["status"] == "no_reference").all()
+    assert check["reason"].str.contains("nothing is published").all()
+    evaluation = read(ci_run, "evaluation")
+    ours = evaluation[(evaluation["metric"] == "accuracy") & (evaluation["alpha"] == 1)]
+    ours = ours.set_index(["model", "dataset"])["value"]
+    finetuned = check[check["endpoint"] == "finetuned"].set_index(["model", "dataset"])
+    assert np.allclose(finetuned["ours_pct"], 100 * ours.loc[finetuned.index])
+    assert reproduction_rst(check) == ""  # the landing page shows nothing
+    assert "reproduction_check.tsv" in (ci_run / "results/demo/report.html").read_text(errors="replace")
 
 
 def test_report_has_every_figure_and_caption(ci_run):
