@@ -121,7 +121,7 @@ def test_a_fine_tune_two_points_off_is_flagged_and_opens_the_report(published):
     assert off["ours_pct"] == pytest.approx(22.38) and off["published_pct"] == pytest.approx(24.48)
     assert (table.drop(off.name)["status"] == "within_tolerance").all()
     rst = reproduction_rst(table)
-    assert rst.startswith("**Reproduction check: 1 of 9 published numbers are not reproduced**")
+    assert rst.startswith("**Reproduction check: 1 of 9 published numbers out of tolerance** ")
     assert "     - 24.48\n     - 22.38\n     - -2.10\n" in rst
     assert "**Precision.**" in rst and "**A QuickGELU mismatch.**" in rst and "**A partial dataset.**" in rst
 
@@ -164,6 +164,7 @@ def test_a_configured_set_missing_from_the_evaluation_is_reported_not_crashed_on
     assert missing["reason"].str.startswith("no accuracy at alpha = ").all()
     assert (table.loc[table["dataset"] != "imagenetv2", "status"] == "within_tolerance").all()
     rst = reproduction_rst(table)
+    assert rst.startswith("**Reproduction check: 0 of 9 published numbers out of tolerance, 3 not evaluated** ")
     assert rst.count("     - not evaluated\n") == 3
     assert "*This run: published but not in the evaluation table: imagenetv2.*" in rst
 
