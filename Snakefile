@@ -43,6 +43,7 @@ include: "rules/layerwise.smk"
 include: "rules/sharpness.smk"
 include: "rules/stragglers.smk"
 include: "rules/tables.smk"
+include: "rules/reproduction.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
 

@@ -273,6 +273,7 @@ TABLES = [
     "straggler_overlap",
     "correlations",
     "claims",
+    "reproduction_check",
 ]
 
 

@@ -2,8 +2,9 @@
 results/<world>/report.html. Snakemake writes reports only in a separate invocation; this rule
 makes it, on the same Snakefile and the same (validated) config, for the figure and table
 targets only, so the nested call never waits on the outer run's lock or on this job. Its front
-page is a landing page written here: the main OOD set's outcome table and one sentence per
-claim of the paper, above the workflow description."""
+page is a landing page written here: a failed reproduction check first (when any published
+number is out of tolerance), the main OOD set's outcome table and one sentence per claim of the
+paper, above the workflow description."""
 
 
 rule report_html:
@@ -11,6 +12,7 @@ rule report_html:
         outputs=all_outputs(),
         summary=f"{RESULTS}/tables/summary.tsv",
         claims=f"{RESULTS}/tables/claims.tsv",
+        reproduction=f"{RESULTS}/tables/reproduction_check.tsv",
     output:
         f"{RESULTS}/report.html",
     params:

@@ -88,6 +88,7 @@ def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
         "layerwise_instability": 1,
         "summarize_models": 1,
         "correlate_sharpness": 1,
+        "check_reproduction": 1,
         "plot_interpolation_paths": 1,
         "plot_layerwise_interpolation": 1,
         "plot_general_sharpness": 1,

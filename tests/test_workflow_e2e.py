@@ -69,6 +69,10 @@ TABLES = {
     "correlations": (["dataset", "x", "claim", "y", "method", "statistic", "p_value", "ci_low", "ci_high", "n",
                       "n_left_out", "left_out", "reason"], ["dataset", "x", "claim", "y", "method", "n", "n_left_out"]),
     "claims": (["claim", "text", "verdict", "evidence"], "all"),
+    "reproduction_check": (["endpoint", "model", "alpha", "dataset", "published_pct", "ours_pct", "difference_points",
+                            "tolerance_points", "within_tolerance", "status", "n", "n_published", "source", "reason"],
+                           ["endpoint", "model", "alpha", "dataset", "ours_pct", "tolerance_points", "status", "n",
+                            "reason"]),
 }
 
 
@@ -280,6 +284,24 @@ def test_claims_and_correlations_name_what_they_test(ci_run):
     assert set(correlations["x"]) <= {m.column for m in MEASURES} | {c for c in correlations["x"] if "_rho" in c}
     assert not correlations["x"].str.contains("stragglers_n").any()
     assert (correlations["n"] + correlations["n_left_out"] == 3).all()
+
+
+def test_reproduction_check_says_row_by_row_that_the_demo_world_has_nothing_published(ci_run, ci_config):
+    from interpsharp.reproduction import reproduction_rst
+
+    check = read(ci_run, "reproduction_check")
+    datasets = [ci_config["datasets"]["id"], *ci_config["datasets"]["ood"]]
+    models = len(ci_config["demo"]["finetune"]["recipes"])
+    assert len(check) == (1 + models) * len(datasets)
+    assert (check["status"] == "no_reference").all()
+    assert check["reason"].str.contains("nothing is published").all()
+    evaluation = read(ci_run, "evaluation")
+    ours = evaluation[(evaluation["metric"] == "accuracy") & (evaluation["alpha"] == 1) & (evaluation["split"] == "all")]
+    ours = ours.set_index(["model", "dataset"])["value"]
+    finetuned = check[check["endpoint"] == "finetuned"].set_index(["model", "dataset"])
+    assert np.allclose(finetuned["ours_pct"], 100 * ours.loc[finetuned.index])
+    assert reproduction_rst(check) == ""  # the landing page shows nothing
+    assert "reproduction_check.tsv" in (ci_run / "results/demo/report.html").read_text(errors="replace")
 
 
 def test_report_has_every_figure_and_caption_and_the_results_up_front(ci_run):
