@@ -40,6 +40,7 @@ include: "rules/sharpness.smk"
 include: "rules/stragglers.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
+include: "rules/provenance.smk"
 include: "rules/report.smk"
 
 
