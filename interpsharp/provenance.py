@@ -35,7 +35,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -208,18 +207,10 @@ def read_sidecar(table: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_json(value: Any, path: str | os.PathLike) -> Path:
-    """Atomically, like every output here (temporary sibling, then rename)."""
+    """Atomically, like every table (temporary sibling, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(value, fh, indent=1, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tables._write_atomically(path, lambda fh: fh.write(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n"))
     return path
 
 

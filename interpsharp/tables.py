@@ -37,11 +37,20 @@ def set_provenance(provenance: Mapping[str, Any] | None) -> None:
     _provenance = None if provenance is None else dict(provenance)
 
 
+def _default_mode() -> int:
+    """What open() would give a new file (0o666 less the umask); mkstemp's own 0o600 would hide
+    results from everyone else on a shared cluster."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomically(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             write(fh)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -124,6 +124,13 @@ def test_tables_get_a_sidecar_only_when_asked_and_stay_plain_tables(tmp_path: Pa
     assert read_tsv(tmp_path / "stamped.tsv").equals(frame)
     assert pd.read_csv(tmp_path / "stamped.tsv", sep="\t").equals(frame)
     assert (tmp_path / "stamped.tsv").read_text() == (tmp_path / "plain.tsv").read_text()
+    umask = os.umask(0o022)
+    try:
+        write_tsv(frame, tmp_path / "shared.tsv")
+    finally:
+        os.umask(umask)
+    for path in (tmp_path / "shared.tsv", sidecar_path(tmp_path / "shared.tsv")):
+        assert path.stat().st_mode & 0o777 == 0o644, f"{path.name} unreadable to others on a shared file system"
 
 
 def test_effective_config_is_what_snakemake_validates(tmp_path: Path):
