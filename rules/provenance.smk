@@ -22,7 +22,6 @@ rule record_provenance:
             labels={"file": "summary"},
         ),
     params:
-        results=RESULTS,
         config_files=[str(Path(f).resolve()) for f in workflow.configfiles],
     log:
         log_path("record_provenance"),

@@ -12,7 +12,7 @@ from interpsharp.provenance import build_record, render_html, write_json  # noqa
 record = build_record(
     REPOSITORY,
     dict(snakemake.config),
-    results=snakemake.params.results,
+    results=Path(snakemake.output.json).parent,  # results/<world>
     config_files=snakemake.params.config_files,
     schema=REPOSITORY / "workflow_schemas" / "config.schema.yaml",
     command=os.environ.get("INTERPSHARP_SNAKEMAKE_COMMAND"),
