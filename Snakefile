@@ -45,6 +45,7 @@ include: "rules/stragglers.smk"
 include: "rules/tables.smk"
 include: "rules/reproduction.smk"
 include: "rules/figures.smk"
+include: "rules/provenance.smk"
 include: "rules/report.smk"
 
 

@@ -5,8 +5,11 @@ Both worlds share every path below ``resources/<world>/checkpoints`` and
 checkpoints.smk + data.smk), so nothing downstream knows which world it runs in.
 """
 
+import os
 import os.path
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -34,6 +37,10 @@ def validate_config(cfg):
 
 
 validate_config(config)
+
+# The Snakemake command line, for provenance.json. Jobs inherit the environment (local or through
+# sbatch --export=ALL), and a job's own Snakemake process keeps the outer value.
+os.environ.setdefault("INTERPSHARP_SNAKEMAKE_COMMAND", shlex.join(sys.argv))
 
 WORLD = config["world"]
 RESULTS = f"results/{WORLD}"
@@ -277,10 +284,15 @@ TABLES = [
 ]
 
 
-def all_outputs():
+def result_files():
+    """Every figure and summary table: what the provenance record is made after."""
     figures = expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "pdf"])
     tables = expand(f"{RESULTS}/tables/{{table}}.tsv", table=TABLES)
     return figures + tables
+
+
+def all_outputs():
+    return result_files() + [f"{RESULTS}/provenance.json", f"{RESULTS}/provenance.html"]
 
 
 COLLECTED = {

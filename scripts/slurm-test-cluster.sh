@@ -4,6 +4,11 @@
 #   scripts/slurm-test-cluster.sh start   # install (Debian packages) if needed, start munged, slurmctld, slurmd
 #   scripts/slurm-test-cluster.sh stop    # stop every daemon this script started, by PID
 #   scripts/slurm-test-cluster.sh env     # print the `export SLURM_CONF=...` line clients need
+#   scripts/slurm-test-cluster.sh gres-only on|off   # refuse --gpus (accept only --gres=gpu:N), or not
+#
+# gres-only mode plays a site whose policy (a job_submit plugin, as real sites use) accepts GPUs
+# only as `--gres=gpu:N`: a submission asking with `--gpus` is refused with a message saying so.
+# The policy is a Lua job_submit script that reads a flag file, so switching needs no restart.
 #
 # Idempotent: `start` on a running cluster does nothing. Needs root (it installs packages and
 # runs the daemons); it refuses clearly otherwise. Nothing is written outside $STATE except
@@ -68,6 +73,7 @@ SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge=3600
 DefMemPerCPU=1024
+JobSubmitPlugins=lua
 GresTypes=gpu
 NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb Gres=gpu:fake:2 State=UNKNOWN
 # The partition names profiles/slurm uses, so the test submits with the real profile's
@@ -79,6 +85,33 @@ CONF
 NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu0
 NodeName=$HOST Name=gpu Type=fake File=$STATE/dev/fakegpu1
 CONF
+    # slurmctld reads job_submit.lua beside slurm.conf. --gpus=N arrives as tres_per_job,
+    # --gres=gpu:N as tres_per_node.
+    cat > "$STATE/job_submit.lua" <<LUA
+function slurm_job_submit(job_desc, part_list, submit_uid)
+   local flag = io.open("$STATE/gres-only", "r")
+   if flag == nil then return slurm.SUCCESS end
+   flag:close()
+   if job_desc.tres_per_job ~= nil and string.find(job_desc.tres_per_job, "gpu") then
+      slurm.log_user("this cluster accepts GPUs only as --gres=gpu:N, not --gpus (tres_per_job=%s)", job_desc.tres_per_job)
+      return slurm.ERROR
+   end
+   return slurm.SUCCESS
+end
+
+function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+   return slurm.SUCCESS
+end
+LUA
+    rm -f "$STATE/gres-only"  # a fresh cluster accepts both
+}
+
+gres_only() {
+    case "${1:-}" in
+        on) touch "$STATE/gres-only"; echo "gres-only: --gpus is refused, --gres=gpu:N accepted" ;;
+        off) rm -f "$STATE/gres-only"; echo "gres-only off: --gpus and --gres accepted" ;;
+        *) die "usage: $0 gres-only on|off" ;;
+    esac
 }
 
 SYSTEM_CONF=/etc/slurm/slurm.conf
@@ -158,6 +191,7 @@ stop() {
         fi
         rm -f "$pidfile"
     done
+    rm -f "$STATE/gres-only"
     unlink_system_conf
 }
 
@@ -165,5 +199,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+    gres-only) gres_only "${2:-}" ;;
+    *) echo "usage: $0 start|stop|env|gres-only on|off" >&2; exit 2 ;;
 esac

@@ -39,6 +39,29 @@ def test_every_subcommand_has_help(command: str, capsys):
     assert f"usage: interpsharp {command}" in capsys.readouterr().out
 
 
+def _options(command: str) -> dict[str, argparse.Action]:
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {name: action for action in actions[0].choices[command]._actions for name in action.option_strings}
+
+
+def test_commands_that_run_a_model_share_one_definition_of_its_options():
+    """interpsharp/commands/_arguments.py defines them once: a command running a model over
+    images (it has --batch-size) takes every one of them, with the same meaning and default;
+    every command that loads a checkpoint takes the same --head-width."""
+    shared = ("--batch-size", "--device", "--precision", "--head-width", "--no-progress")
+    runners = {command: _options(command) for command in _subcommands() if "--batch-size" in _options(command)}
+    assert {"evaluate", "sharpness"} <= set(runners)
+    reference = runners["evaluate"]
+    for command, options in runners.items():
+        for name in shared:
+            assert name in options, f"{command} lacks {name}"
+            same = ("default", "type", "nargs") + (() if name == "--precision" else ("help",))
+            assert [getattr(options[name], key) for key in same] == [getattr(reference[name], key) for key in same], (command, name)
+        assert "fp32" in options["--precision"].choices
+    for command in ("evaluate", "sharpness", "interpolate", "prune", "layers", "zeroshot"):
+        assert _options(command)["--head-width"].default == 64, command
+
+
 def test_help_texts_written_out_match_the_registries():
     assert PRECISION_CHOICES == tuple(PRECISIONS)
     for name in LAYOUTS:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snakemake_dryrun import gpu_rules, job_resources
+from snakemake_dryrun import gpu_rules, gres_only_profile, job_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLDS = {"paper": [ROOT / "config.yaml"], "demo": [ROOT / "config.yaml", ROOT / "config" / "demo.yaml"]}
@@ -63,3 +63,23 @@ def test_workstation_profile_caps_gpu_jobs_at_its_gpu_count(tmp_path):
     # The cap only bounds jobs that declare their GPU: every CUDA job must ask for exactly one.
     for rule in expected:
         assert all(job.get("gpu") == "1" for job in jobs[rule]), f"{rule}: {jobs[rule]}"
+
+
+def test_slurm_gres_switch_requests_gpus_as_gres_only(tmp_path):
+    """The documented switch for gres-only sites: every GPU job asks for `gres=gpu:1` and no
+    `gpu` (the plugin would send --gpus for that), still holds its gpu_slot, and no CPU job
+    asks for a GPU either way. (`make test-slurm` submits it to a gres-only cluster.)"""
+    configs = WORLDS["demo"]
+    expected = cuda_gpu_rules(tmp_path, configs)
+    profile = tmp_path / "slurm-gres"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(gres_only_profile((ROOT / "profiles" / "slurm" / "config.yaml").read_text()))
+    jobs = job_resources(dry_run(tmp_path, configs, "--profile", str(profile)))
+    assert expected <= set(jobs)
+    for rule, resources in jobs.items():
+        for job in resources:
+            if rule in expected:
+                asked = (job.get("gres"), int(job.get("gpu", 0)), job.get("gpu_slot"), job.get("slurm_partition"))
+                assert asked == ("gpu:1", 0, "1", "gpu"), f"{rule}: {job}"
+            else:
+                assert "gres" not in job and int(job.get("gpu", 0)) == 0, f"{rule}: {job}"

@@ -94,6 +94,7 @@ def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
         "plot_general_sharpness": 1,
         "plot_layerwise_sharpness": 1,
         "plot_pruning": 1,
+        "record_provenance": 1,
         "report_html": 1,
         "all": 1,
     }

@@ -315,14 +315,54 @@ def test_report_has_every_figure_and_caption_and_the_results_up_front(ci_run):
         assert f"{claim}: " in html
 
 
+def test_provenance_record_covers_the_run_and_every_table(ci_run, ci_config):
+    from interpsharp.provenance import code_state, read_sidecar, result_tables, tree_sha256
+
+    results = ci_run / "results" / "demo"
+    record = json.loads((results / "provenance.json").read_text())
+    assert record["code"]["commit"] == code_state(ROOT)["commit"] and record["repository"] == str(ROOT)
+    assert record["config"]["pruning"]["mask_seeds"] == ci_config["pruning"]["mask_seeds"]
+    assert record["seeds"]["demo.seed"] == ci_config["demo"]["seed"]
+    assert "--configfile" in record["snakemake_command"] and record["config_files"] == [str(ci_run / "config.yaml")]
+    models = len(ci_config["demo"]["finetune"]["recipes"])
+    assert len(record["checkpoints"]) == 1 + models
+    datasets = [ci_config["datasets"]["id"], *ci_config["datasets"]["ood"]]
+    assert record["caches"] == {f"resources/demo/caches/{d}": tree_sha256(ci_run / f"resources/demo/caches/{d}") for d in datasets}
+    tables = result_tables(results)
+    assert len(tables) > 20 and sorted(record["tables"]) == sorted(str(t.relative_to(results)) for t in tables)
+    stamps = {read_sidecar(t)["stamp"] for t in tables}
+    assert stamps == {record["stamp"]}, "every table of one run is made under the run's stamp"
+    assert all(table["current"] for table in record["tables"].values())
+    html = (results / "report.html").read_text(errors="replace")
+    assert "provenance.html" in html and "provenance.json" in html
+
+
+def test_provenance_check_names_a_changed_config_value(ci_run):
+    from interpsharp.provenance import check
+
+    results = ci_run / "results" / "demo"
+    assert check(results)[1] == []
+    configfile = ci_run / "config.yaml"
+    original = configfile.read_text()
+    config = yaml.safe_load(original)
+    config["outcome"] = {**config.get("outcome", {}), "xi": 0.2}
+    try:
+        configfile.write_text(yaml.safe_dump(config))
+        findings = check(results, data=False)[1]
+    finally:
+        configfile.write_text(original)
+    assert [(f.area, f.message.split(":")[0]) for f in findings] == [("config", "outcome.xi")], findings
+
+
 def test_changing_a_sharpness_setting_reruns_only_what_depends_on_it(ci_run, ci_config, tmp_path):
     changed = write_config(tmp_path / "rho.yaml", CI_CONFIG,
                            general_sharpness={"rho": ci_config["general_sharpness"]["rho"] / 2})
     result = snakemake(["-n", "--quiet", "rules", "--configfile", str(changed)], ci_run)
     assert result.returncode == 0, result.stderr[-3000:]
     points = len(ci_config["demo"]["finetune"]["recipes"]) * len(ci_config["interpolation"]["alphas"])
+    # The provenance record is remade (after the results it records), and nothing because of it.
     expected = {"general_sharpness": points, "collect_table": 1, "summarize_models": 1, "correlate_sharpness": 1,
-                "plot_general_sharpness": 1, "report_html": 1, "all": 1}
+                "plot_general_sharpness": 1, "record_provenance": 1, "report_html": 1, "all": 1}
     assert job_counts(result.stdout + result.stderr) == {**expected, "total": sum(expected.values())}
 
 

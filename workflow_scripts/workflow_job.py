@@ -1,12 +1,17 @@
 """The first lines of every workflow script: send output to the rule's log, size torch's
 thread pool to the job's ``threads`` (parallel jobs on shared cores must not oversubscribe),
-and the few conversions between the ``snakemake`` object and library calls."""
+stamp every table the job writes with its provenance, and the few conversions between the
+``snakemake`` object and library calls."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
+
+#: The checkout these scripts belong to (Snakemake runs a copy of each script, never this module).
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def start(snakemake: Any, torch_threads: bool = True) -> None:
@@ -26,6 +31,18 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
         import torch
 
         torch.set_num_threads(snakemake.threads)
+    stamp_tables(snakemake)
+
+
+def stamp_tables(snakemake: Any) -> None:
+    """Every table this job writes gets a sidecar with the code, config and environment it was
+    made under (interpsharp.provenance), read here once."""
+    from interpsharp import provenance
+    from interpsharp.tables import set_provenance
+
+    state = provenance.current_state(REPOSITORY, dict(snakemake.config))
+    set_provenance(provenance.table_provenance(state, snakemake.rule, snakemake.wildcards))
+    print(f"provenance stamp {state['stamp'][:12]} (commit {state['code']['commit']}, dirty {state['code']['dirty']})")
 
 
 def load_endpoints(zeroshot: str, finetuned: str, device: str, head_width: int):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from interpsharp.commands._arguments import add_alphas, add_checkpoint_pair, add_model_name, add_model_options, add_output
+
 
 #: ``interpsharp.evaluate.PRECISIONS``, written out so that ``--help`` need not import torch;
 #: a test keeps the two in step.
@@ -29,24 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("zeroshot", help="theta_0 checkpoint (model-soups format)")
-    parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
-    parser.add_argument("--alphas", type=float, nargs="+", required=True, help="mixing coefficients, e.g. 0 0.5 1")
+    add_checkpoint_pair(parser)
+    add_alphas(parser)
     parser.add_argument("--data", nargs="+", required=True, metavar="CACHE_DIR", help="caches from 'interpsharp prepare-data'")
     parser.add_argument("--layerwise", action="store_true", help="layer-wise interpolation paths of every layer")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="layer-wise interpolation of just these layers (names: 'interpsharp layers CKPT')")
-    parser.add_argument("--model-name", help="value of the model column (default: the fine-tuned file's stem)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: CUDA if present, else CPU)")
-    parser.add_argument(
-        "--precision", default="fp32", choices=PRECISION_CHOICES,
-        help="fp32; bf16 = weights cast to bfloat16 (fastest on CUDA); bf16_autocast = fp32 weights, "
-        "bf16 matmuls (default: %(default)s)",
+    add_model_name(parser)
+    add_model_options(
+        parser, PRECISION_CHOICES,
+        "fp32; bf16 = weights cast to bfloat16 (fastest on CUDA); bf16_autocast = fp32 weights, bf16 matmuls",
     )
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("-o", "--output", required=True, help="TSV file to write")
+    add_output(parser, "TSV file to write")
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from interpsharp.commands._arguments import add_checkpoint_pair, add_head_width, add_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,12 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog="example: interpsharp interpolate zeroshot.pt model_0.pt --alpha 0.5 -o wise_0.5.pt",
     )
-    parser.add_argument("zeroshot", help="theta_0 checkpoint (model-soups format)")
-    parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
+    add_checkpoint_pair(parser)
     parser.add_argument("--alpha", type=float, required=True, help="mixing coefficient in [0, 1]")
     parser.add_argument("--layer", help="interpolate only this layer (names: 'interpsharp layers CKPT')")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
-    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    add_head_width(parser)
+    add_output(parser, "checkpoint to write (.pt)")
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from interpsharp.commands._arguments import add_head_width
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print one row per layer (forward order): name, parameter names, element count.",
     )
     parser.add_argument("checkpoint", help="classifier checkpoint in the model-soups format")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    add_head_width(parser)
     parser.set_defaults(func=run)
 
 

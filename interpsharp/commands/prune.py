@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from interpsharp.commands._arguments import add_head_width, add_model_name, add_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -36,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--criterion", help="with --stragglers-from: keep rows whose 'criterion' column has this value (e.g. sharpness)")
     parser.add_argument("--seed", type=int, required=True, help="mask seed")
     parser.add_argument("--probability", type=float, default=0.5, help="probability that an element is zeroed (default: %(default)s)")
-    parser.add_argument("--model-name", help="value of the summary's model column (default: the fine-tuned file's stem)")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
-    parser.add_argument("-o", "--output", required=True, help="pruned checkpoint to write (.pt)")
+    add_model_name(parser, "the summary's")
+    add_head_width(parser)
+    add_output(parser, "pruned checkpoint to write (.pt)")
     parser.add_argument("--summary", help="mask summary TSV to write (default: OUTPUT with suffix .masks.tsv)")
     parser.set_defaults(func=run)
 

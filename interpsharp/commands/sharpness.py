@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from interpsharp.commands._arguments import add_alphas, add_checkpoint_pair, add_model_name, add_model_options, add_output
+
 if TYPE_CHECKING:
     from interpsharp.data import EvalCache
 
@@ -32,9 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--m 1024 --rho 1.0 --n-iter 20 --layerwise -o layerwise.tsv"
         ),
     )
-    parser.add_argument("zeroshot", help="theta_0 checkpoint (model-soups format)")
-    parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
-    parser.add_argument("--alphas", "--alpha", type=float, nargs="+", required=True, help="mixing coefficients, e.g. 0 0.5 1")
+    add_checkpoint_pair(parser)
+    add_alphas(parser, "--alpha")
     parser.add_argument("--data", required=True, metavar="CACHE_DIR", help="evaluation cache from 'interpsharp prepare-data'")
     parser.add_argument("--m", type=int, default=None, help="size of the fixed evaluation subset (default: every image)")
     parser.add_argument("--rho", type=float, nargs="+", default=[1.0], help="noise radius, or several (default: 1.0)")
@@ -57,18 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(reference, slower; same numbers) (default: %(default)s)",
     )
     parser.add_argument("--antithetic", action="store_true", help="draw noise in +z/-z pairs (less variance at small rho; n-iter must be even)")
-    parser.add_argument("--model-name", help="value of the model column (default: the fine-tuned file's stem)")
+    add_model_name(parser)
     parser.add_argument("--dataset", help="value of the dataset column (default: the cache's name)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: CUDA if present, else CPU)")
-    parser.add_argument(
-        "--precision", default="fp32", choices=PRECISION_CHOICES,
-        help="weights and inputs dtype; bf16 only where a benchmark shows it agrees with fp32 within the "
-        "Monte-Carlo standard error (default: %(default)s)",
+    add_model_options(
+        parser, PRECISION_CHOICES,
+        "weights and inputs dtype; bf16 only where a benchmark shows it agrees with fp32 within the "
+        "Monte-Carlo standard error",
     )
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("-o", "--output", required=True, help="TSV file to write")
+    add_output(parser, "TSV file to write")
     parser.set_defaults(func=run)
 
 

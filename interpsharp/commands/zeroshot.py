@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
+from interpsharp.commands._arguments import add_device, add_head_width, add_output
+
 
 
 def _imagenet_classnames() -> list[str]:
@@ -52,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'{}' marking the class name, e.g. 'a photo of a {}.' (default: %(default)s)",
     )
     parser.add_argument("--cache-dir", help="where open_clip keeps downloaded weights")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
-    parser.add_argument("--device", help="device for the text tower (default: CUDA if present, else CPU)")
-    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    add_head_width(parser)
+    add_device(parser, "the text tower")
+    add_output(parser, "checkpoint to write (.pt)")
     parser.set_defaults(func=run)
 
 

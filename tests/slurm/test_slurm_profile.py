@@ -13,11 +13,16 @@ temporary working directory, both from one copy of the working tree: through
 - a model's batched path points went out as one submission, still asking for one GPU;
 - every SLURM job completed, and every result TSV equals the local run's, exactly;
 - a job fed a corrupt checkpoint is reported failed (by Snakemake and by SLURM) and
-  Snakemake exits non-zero within a bounded time.
+  Snakemake exits non-zero within a bounded time;
+- with the cluster in gres-only mode (it refuses --gpus, as some sites do), profiles/slurm
+  with its documented gres switch applied runs a model's batched path and a lone GPU job:
+  each submission asks `--gres=gpu:1` and no `--gpus`, a batch still stacks its jobs on one
+  GPU, SLURM gives each job one GPU, and the tables equal the local run's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -34,7 +39,7 @@ import pandas as pd
 import pytest
 import yaml
 from snakemake_dryrun import gpu_rules as gpu_rules_of
-from snakemake_dryrun import job_resources
+from snakemake_dryrun import gres_only_profile, job_resources
 
 if os.environ.get("INTERPSHARP_TEST_SLURM") != "1":
     pytest.skip("needs root and a SLURM test cluster: run `make test-slurm`", allow_module_level=True)
@@ -194,16 +199,45 @@ def run_uuid_of(run: Run) -> str:
 # -- what Snakemake submitted --------------------------------------------------------------
 @dataclass
 class Submission:
-    """One sbatch call: the options that matter here and the workflow jobs it carries."""
+    """One sbatch call: its options (``--key=value``, ``--key value``, ``-k value``; a flag maps
+    to "") and the workflow jobs it carries."""
 
-    partition: str | None
-    gpus: str | None
-    account: str | None
+    options: dict[str, str]
     jobs: list[tuple[str, str]] = field(default_factory=list)  # (rule, wildcards)
+
+    @property
+    def partition(self) -> str | None:
+        return self.options.get("-p")
+
+    @property
+    def account(self) -> str | None:
+        return self.options.get("-A")
+
+    @property
+    def gpus(self) -> str | None:
+        return self.options.get("--gpus")
+
+    @property
+    def gres(self) -> str | None:
+        return self.options.get("--gres")
 
     @property
     def rules(self) -> set[str]:
         return {rule for rule, _ in self.jobs}
+
+
+def sbatch_options(tokens: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for i, token in enumerate(tokens):
+        if not token.startswith("-"):
+            continue
+        if token.startswith("--") and "=" in token:
+            key, value = token.split("=", 1)
+        else:
+            following = tokens[i + 1] if i + 1 < len(tokens) else "-"
+            key, value = token, ("" if following.startswith("-") else following)
+        options.setdefault(key, value)
+    return options
 
 
 def submissions(run: Run) -> list[Submission]:
@@ -212,14 +246,7 @@ def submissions(run: Run) -> list[Submission]:
     for line in run.output.splitlines():
         if "sbatch call: " not in line:
             continue
-        tokens = shlex.split(line.split("sbatch call: ", 1)[1])
-        options = {}
-        for i, token in enumerate(tokens):
-            if token in ("-p", "-A"):
-                options[token] = tokens[i + 1]
-            elif "=" in token and token.startswith("--"):
-                key, value = token.split("=", 1)
-                options.setdefault(key, value)
+        options = sbatch_options(shlex.split(line.split("sbatch call: ", 1)[1]))
         wrapped = shlex.split(options["--wrap"])
         first = wrapped.index("--target-jobs") + 1
         targets = []
@@ -228,9 +255,7 @@ def submissions(run: Run) -> list[Submission]:
                 break
             rule, _, wildcards = token.partition(":")
             targets.append((rule, wildcards))
-        found.append(
-            Submission(options.get("-p"), options.get("--gpus"), options.get("-A"), targets)
-        )
+        found.append(Submission(options, targets))
     return found
 
 
@@ -288,6 +313,9 @@ def test_every_gpu_job_asks_for_and_gets_one_gpu(slurm_run, gpu_rules, slurm_env
     assert subs, f"no sbatch call in the output\n{tail(slurm_run)}"
     submitted = {rule: 0 for rule in gpu_rules}
     for sub in subs:
+        # The locked plugin (2.8) adds no --ntasks-per-gpu, which some sites refuse beside
+        # --cpus-per-task (profiles/slurm says what to do with an older plugin).
+        assert "--ntasks-per-gpu" not in sub.options and sub.gres is None, f"{sub.jobs}: {sub.options}"
         gpu_jobs = sub.rules & set(gpu_rules)
         if not gpu_jobs:
             assert sub.gpus is None, f"CPU-only submission {sub.jobs} asks for GPUs: --gpus={sub.gpus}"
@@ -376,3 +404,76 @@ def test_failing_job_is_reported_and_stops_the_run(slurm_run, code, env, slurm_e
     assert "model_0.pt" in messages, f"the rule log does not name the broken checkpoint:\n{messages[-3000:]}"
     assert not any((workdir / t).exists() for t in targets), "a failed job left an output behind"
     print(f"failure run: rc={run.returncode} after {run.seconds:.0f} s")
+
+
+# -- gres-only sites -----------------------------------------------------------------------
+@contextlib.contextmanager
+def gres_only_cluster():
+    """The test cluster refusing --gpus (accepting only --gres=gpu:N) inside the block."""
+    subprocess.run([str(CLUSTER), "gres-only", "on"], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run([str(CLUSTER), "gres-only", "off"], check=True, capture_output=True)
+
+
+def test_gres_only_cluster_refuses_gpus_and_accepts_gres(slurm_env):
+    """The mode the gres test relies on is real: without this the switched profile could pass
+    on a cluster that accepts anything."""
+    sbatch = ["sbatch", "--parsable", "--wait", "-p", "gpu", "-o", "/dev/null", "--wrap", "true"]
+    with gres_only_cluster():
+        refused = subprocess.run([*sbatch, "--gpus=1"], env=slurm_env, capture_output=True, text=True, timeout=60)
+        accepted = subprocess.run([*sbatch, "--gres=gpu:1"], env=slurm_env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "only as --gres=gpu:N" in refused.stderr, refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+
+
+@pytest.fixture(scope="module")
+def gres_run(slurm_run, code, env, tmp_path_factory) -> Run:
+    """model_0's evaluation path (a batch) and its layer-wise interpolation (a lone GPU job)
+    through profiles/slurm with the gres switch applied, on the cluster in gres-only mode, from
+    the SLURM run's checkpoints and caches (copied with their mtimes: nothing upstream reruns)."""
+    assert slurm_run.returncode == 0, tail(slurm_run)
+    profile = code.root / "profiles" / "slurm-gres"
+    profile.mkdir(exist_ok=True)
+    (profile / "config.yaml").write_text(gres_only_profile((code.root / "profiles" / "slurm" / "config.yaml").read_text()))
+    workdir = tmp_path_factory.mktemp("gres")
+    shutil.copytree(slurm_run.workdir / "resources", workdir / "resources")
+    world = code.ci["world"]
+    targets = [f"results/{world}/evaluation/model_0/alpha_{float(a):.3f}.tsv" for a in code.ci["interpolation"]["alphas"]]
+    targets.append(f"results/{world}/layerwise_interpolation/model_0.tsv")
+    profiles = ["--profile", str(profile), *code.profiles[2:]]
+    with gres_only_cluster():
+        run = run_snakemake(code, workdir, [*profiles, "--verbose"], env, RUN_TIMEOUT_S, targets=targets)
+    print(f"gres-only run: {run.seconds:.0f} s wall, rc={run.returncode}")
+    return run
+
+
+def test_gres_switch_runs_on_a_gres_only_cluster(gres_run, local_run, code, slurm_env):
+    assert gres_run.returncode == 0, tail(gres_run)
+    subs = submissions(gres_run)
+    assert sorted(rule for sub in subs for rule in sub.rules) == ["evaluate_interpolation", "layerwise_interpolation"], subs
+    ci = code.ci
+    job_mem = ci["compute"]["gpu_job_mem_mb"]
+    for sub in subs:
+        assert sub.gres == "gpu:1" and sub.gpus is None, f"{sub.jobs}: {sub.options}"
+        assert "--ntasks-per-gpu" not in sub.options and sub.partition == "gpu", f"{sub.jobs}: {sub.options}"
+        # One after another on the one GPU (gpu_slot), not side by side: one job's memory and
+        # threads, the jobs' wall times added up.
+        assert sub.options.get("--mem") == str(job_mem), f"{sub.jobs}: {sub.options}"
+        assert sub.options.get("--cpus-per-task") == str(ci["compute"]["gpu_job_threads"]), sub.options
+    (batch,) = [sub for sub in subs if sub.rules == {"evaluate_interpolation"}]
+    assert len(batch.jobs) == len(ci["interpolation"]["alphas"]), batch.jobs
+    jobs = slurm_jobs(run_uuid_of(gres_run), slurm_env)
+    assert len(jobs) == len(subs) and {f["JobState"] for f in jobs.values()} == {"COMPLETED"}, jobs
+    for job_id, fields in jobs.items():
+        assert fields.get("TresPerNode") == "gres:gpu:1" and "TresPerJob" not in fields, f"job {job_id}: {fields}"
+        given = re.findall(r"'CUDA_VISIBLE_DEVICES': '([^']*)'", Path(fields["StdOut"]).read_text())
+        assert len(set(given)) == 1 and given[0] in ("0", "1"), f"job {job_id} ({fields['StdOut']}): GPUs {given}"
+    world = ci["world"]
+    on_gres, here = result_tables(gres_run, world), result_tables(local_run, world)
+    assert on_gres and set(on_gres) <= set(here), sorted(set(on_gres) - set(here))
+    differing = [name for name, path in on_gres.items()
+                 if not pd.read_csv(path, sep="\t", keep_default_na=False).equals(pd.read_csv(here[name], sep="\t", keep_default_na=False))]
+    assert not differing, f"tables differing between the gres-only and the local run: {differing}"
+    print(f"gres-only: {len(subs)} submissions, {len(on_gres)} tables equal the local run's")
