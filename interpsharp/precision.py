@@ -22,8 +22,8 @@ A candidate passes for **evaluation** when all three hold:
 - ``outcome_labels``: on every set, the outcome label (failure mode / gain / high gain) and
   alpha* of :func:`interpsharp.metrics.path_metrics` are the same in both precisions.
 - ``loss_shape``: on every set ``has_barrier`` is the same, and barrier depth and instability
-  differ by at most ``loss_tolerance`` nats. The loss itself may move by a constant offset,
-  which cancels in both.
+  differ by at most ``loss_tolerance`` nats (default 0.01, a tenth of the default delta). The
+  loss itself may move by a constant offset, which cancels in both.
 
 A candidate passes for **sharpness** at a radius rho when every general (resp. layer-wise)
 value has ``|z| <= z_max``, ``z = (candidate - reference) / stderr`` with ``stderr`` the
@@ -95,8 +95,8 @@ class Form:
 
 #: Every form the check knows, by name; ``fp32`` is the reference.
 FORMS: dict[str, Form] = {
-    form.name: form
-    for form in (
+    each.name: each
+    for each in (
         Form("fp32", torch.float32, "fp32 weights and arithmetic, TF32 off (the reference)"),
         Form("tf32", torch.float32, "fp32 weights, TF32 matmuls and convolutions (CUDA only)", tf32=True),
         Form("bf16", torch.bfloat16, "weights and inputs cast to bfloat16 (config precision bf16)"),
@@ -209,6 +209,7 @@ class PrecisionReport:
             per_alpha = worst.groupby("alpha")["abs_diff"].max()
             parts.append(
                 f"== {model}: {candidate} against {REFERENCE} (top-1 difference in points, images lost and gained)\n"
+                f"   {candidate}: {FORMS[candidate].description}\n"
                 + shown.to_string(**fmt)
                 + "\nmax |top-1 difference| per set (points): " + ", ".join(f"{k} {v:.2f}" for k, v in per_set.items())
                 + "\nmax |top-1 difference| per alpha (points): " + ", ".join(f"{k:g} {v:.2f}" for k, v in per_alpha.items()))
@@ -293,7 +294,7 @@ def bf16_activations(model: nn.Module) -> Iterator[nn.Module]:
 
 # -- running one form -------------------------------------------------------------------------
 
-def form(name: str, device: torch.device) -> Form:
+def resolve_form(name: str, device: torch.device) -> Form:
     """The form ``name``, refused where it cannot run (``tf32`` off CUDA)."""
     if name not in FORMS:
         raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(FORMS)}")
@@ -400,7 +401,7 @@ def compare_precisions(
     if not caches:
         raise ValueError("no evaluation caches given")
     # fp32 may be a candidate too: fp32 against itself measures run-to-run nondeterminism.
-    forms = [form(REFERENCE, device)] + [form(name, device) for name in dict.fromkeys(candidates)]
+    forms = [resolve_form(REFERENCE, device)] + [resolve_form(name, device) for name in dict.fromkeys(candidates)]
     if len(forms) < 2:
         raise ValueError(f"no candidate precision given; choose from {', '.join(n for n in FORMS if n != REFERENCE)}")
     if sharpness is not None and sharpness.dataset not in caches:

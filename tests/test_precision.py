@@ -29,7 +29,7 @@ from interpsharp.precision import (
     bf16_activations,
     bf16_round,
     compare_precisions,
-    form,
+    resolve_form,
     paired_flips,
     sharpness_z,
 )
@@ -329,9 +329,9 @@ def test_bf16_activations_round_every_module_output_and_leave_no_hook_behind():
 
 def test_forms_run_only_where_they_can_and_restore_tf32_flags():
     with pytest.raises(ValueError, match="CUDA"):
-        form("tf32", CPU)
+        resolve_form("tf32", CPU)
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
-        form("fp16", CPU)
+        resolve_form("fp16", CPU)
     before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     model = tiny_classifier(seed=0)
     with applied(FORMS["bf16_autocast"], model, CPU):
