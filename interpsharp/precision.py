@@ -429,7 +429,7 @@ def compare_precisions(
         _sharpness_comparison(model, path, caches, alphas, forms, sharpness, model_name, batch_size, device, progress)
         if sharpness is not None else pd.DataFrame(columns=list(SHARPNESS_COLUMNS))
     )
-    verdicts = _verdicts(path_table, labels, sharp, forms, model_name, gate)
+    verdicts = gate_verdicts(path_table, labels, sharp, gate)
     return PrecisionReport(path_table, labels, sharp, verdicts)
 
 
@@ -484,26 +484,39 @@ def _label_comparison(
     model_name: str,
     gate: PrecisionGate,
 ) -> pd.DataFrame:
-    def metrics(index: int) -> pd.DataFrame:
-        table = path_metrics(_path_rows(scores, index, caches, alphas, model_name), gate.thresholds)
-        return table.set_index("dataset")[list(LABEL_FIELDS)]
+    reference = _path_rows(scores, 0, caches, alphas, model_name)
+    return pd.concat([compare_labels(reference, _path_rows(scores, i, caches, alphas, model_name), gate, chosen.name)
+                      for i, chosen in enumerate(forms[1:], start=1)], ignore_index=True)
 
-    ref = metrics(0)
+
+def compare_labels(reference: pd.DataFrame, candidate: pd.DataFrame, gate: PrecisionGate,
+                   candidate_name: str = "candidate") -> pd.DataFrame:
+    """Outcome, alpha*, gain and loss shape of two path tables of the same paths side by side.
+
+    Path tables have ``interpsharp evaluate``'s columns (``model, dataset, alpha, metric,
+    value[, n]``); one row per (model, dataset) comes back with ``<field>_reference`` and
+    ``<field>_candidate`` for each of :data:`LABEL_FIELDS`, ``labels_unchanged`` (outcome and
+    alpha* equal), ``barrier_unchanged`` and ``loss_shape_diff`` (the larger of the barrier
+    depth and instability changes, nats).
+    """
+    keys = ["model", "dataset"]
+    ref = path_metrics(reference, gate.thresholds).set_index(keys)[list(LABEL_FIELDS)]
+    cand = path_metrics(candidate, gate.thresholds).set_index(keys)[list(LABEL_FIELDS)]
+    if set(ref.index) != set(cand.index):
+        raise ValueError(f"the two path tables hold different paths: {sorted(set(ref.index) ^ set(cand.index))}")
     rows = []
-    for i, chosen in enumerate(forms[1:], start=1):
-        cand = metrics(i)
-        for name in caches:
-            row = {"model": model_name, "dataset": name, "reference": REFERENCE, "candidate": chosen.name}
-            for key in LABEL_FIELDS:
-                row[f"{key}_reference"] = ref.loc[name, key]
-                row[f"{key}_candidate"] = cand.loc[name, key]
-            row["labels_unchanged"] = bool(row["outcome_reference"] == row["outcome_candidate"]
-                                           and row["alpha_star_reference"] == row["alpha_star_candidate"])
-            row["loss_shape_diff"] = max(abs(row["barrier_depth_candidate"] - row["barrier_depth_reference"]),
-                                         abs(row["instability_candidate"] - row["instability_reference"]))
-            row["barrier_unchanged"] = bool(row["has_barrier_reference"] == row["has_barrier_candidate"])
-            rows.append({**row, "delta": gate.thresholds.delta, "xi": gate.thresholds.xi,
-                         "tolerance": gate.thresholds.tolerance, "loss_tolerance": gate.loss_tolerance})
+    for model, dataset in ref.index:
+        row = {"model": model, "dataset": dataset, "reference": REFERENCE, "candidate": candidate_name}
+        for key in LABEL_FIELDS:
+            row[f"{key}_reference"] = ref.loc[(model, dataset), key]
+            row[f"{key}_candidate"] = cand.loc[(model, dataset), key]
+        row["labels_unchanged"] = bool(row["outcome_reference"] == row["outcome_candidate"]
+                                       and row["alpha_star_reference"] == row["alpha_star_candidate"])
+        row["loss_shape_diff"] = max(abs(row["barrier_depth_candidate"] - row["barrier_depth_reference"]),
+                                     abs(row["instability_candidate"] - row["instability_reference"]))
+        row["barrier_unchanged"] = bool(row["has_barrier_reference"] == row["has_barrier_candidate"])
+        rows.append({**row, "delta": gate.thresholds.delta, "xi": gate.thresholds.xi,
+                     "tolerance": gate.thresholds.tolerance, "loss_tolerance": gate.loss_tolerance})
     return pd.DataFrame(rows)
 
 
@@ -571,14 +584,15 @@ def _sharpness_comparison(
     return pd.DataFrame(rows, columns=list(SHARPNESS_COLUMNS))
 
 
-def _verdicts(
-    path_table: pd.DataFrame,
-    labels: pd.DataFrame,
-    sharp: pd.DataFrame,
-    forms: Sequence[Form],
-    model_name: str,
-    gate: PrecisionGate,
-) -> pd.DataFrame:
+def gate_verdicts(path: pd.DataFrame, labels: pd.DataFrame, sharpness: pd.DataFrame, gate: PrecisionGate) -> pd.DataFrame:
+    """The verdict rows (:data:`VERDICT_COLUMNS`) of one model from the comparison tables
+    (:class:`PrecisionReport`'s ``path``, ``labels``, ``sharpness``), by the rules in the
+    module docstring; candidates in the path table's order, plus an ``evaluation`` and a
+    ``sharpness`` row per candidate that pass when all their parts do."""
+    if path["model"].nunique() != 1:
+        raise ValueError(f"gate_verdicts takes one model's tables, got models {sorted(path['model'].unique())}")
+    model_name = path["model"].iloc[0]
+    candidates = list(dict.fromkeys(path["candidate"]))
     rows = []
 
     def add(candidate: str, quantity: str, passed: bool, value: float, limit: float, statistic: str, where: str,
@@ -587,9 +601,8 @@ def _verdicts(
                      statistic, where))
 
     tol = gate.thresholds.tolerance
-    for chosen in forms[1:]:
-        name = chosen.name
-        p = path_table[path_table["candidate"] == name]
+    for name in candidates:
+        p = path[path["candidate"] == name]
         worst = p.loc[p["flip_rate"].idxmax()]
         add(name, "top1", bool((p["flips"] <= tol * p["n"] + 1e-9).all()), worst["flip_rate"], tol,
             "max over sets and alphas of (lost + gained) / n",
@@ -607,8 +620,8 @@ def _verdicts(
             "max over sets of |d barrier depth|, |d instability| (nats); has_barrier must not change",
             f"{shape['dataset']} (max |loss diff| along the path {p['loss_diff'].abs().max():.4g}); "
             f"has_barrier changed on: {', '.join(barrier_flips['dataset']) or 'none'}")
-        s = sharp[sharp["candidate"] == name]
-        for (metric, rho), group in s.groupby(["metric", "rho"], sort=False):
+        mine = sharpness[sharpness["candidate"] == name]
+        for (metric, rho), group in mine.groupby(["metric", "rho"], sort=False):
             absz = group["z"].abs()
             within = absz <= gate.z_max  # NaN compares False: undecidable values never pass
             at = group.loc[absz.fillna(math.inf).idxmax()]
@@ -618,13 +631,13 @@ def _verdicts(
                 f"+- {at['stderr_reference']:.2g}; {int((~within).sum())} of {len(group)} values outside", rho=rho)
     table = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
     summary = []
-    for chosen in forms[1:]:
-        mine = table[table["candidate"] == chosen.name]
+    for name in candidates:
+        mine = table[table["candidate"] == name]
         for quantity, parts in (("evaluation", EVALUATION_QUANTITIES), ("sharpness", SHARPNESS_QUANTITIES)):
             picked = mine[mine["quantity"].isin(parts)]
             if picked.empty:
                 continue
             failed = sorted(set(picked.loc[~picked["passed"], "quantity"]))
-            summary.append((model_name, REFERENCE, chosen.name, quantity, math.nan, not failed, float(len(failed)), 0.0,
+            summary.append((model_name, REFERENCE, name, quantity, math.nan, not failed, float(len(failed)), 0.0,
                             f"failed parts of {' + '.join(parts)}", ", ".join(failed) or "none"))
     return pd.concat([table, pd.DataFrame(summary, columns=list(VERDICT_COLUMNS))], ignore_index=True)

@@ -21,6 +21,7 @@ from interpsharp.interpolate import InterpolationPath, interpolate
 from interpsharp.metrics import OutcomeThresholds, path_metrics
 from interpsharp.precision import (
     FORMS,
+    SHARPNESS_COLUMNS,
     Bf16DeltaPath,
     Bf16RoundedPath,
     PrecisionGate,
@@ -28,7 +29,9 @@ from interpsharp.precision import (
     applied,
     bf16_activations,
     bf16_round,
+    compare_labels,
     compare_precisions,
+    gate_verdicts,
     resolve_form,
     paired_flips,
     sharpness_z,
@@ -41,6 +44,7 @@ from conftest import tiny_classifier
 ALPHAS = [0.0, 0.05, 0.2, 0.5, 1.0]
 GATE = PrecisionGate(OutcomeThresholds(delta=0.1, xi=0.02, tolerance=0.001))
 CPU = torch.device("cpu")
+NO_SHARPNESS = pd.DataFrame(columns=list(SHARPNESS_COLUMNS))
 
 # -- a trained pair on a task with a shift --------------------------------------------------------
 
@@ -199,6 +203,56 @@ def test_paired_flips_count_each_direction():
     assert paired_flips(reference, candidate) == (2, 1)
     with pytest.raises(ValueError, match="same images"):
         paired_flips(reference, candidate[:3])
+
+
+def _path_row(candidate: str, dataset: str, alpha: float, lost: int, gained: int, n: int = 1000) -> dict:
+    return {"model": "m", "dataset": dataset, "alpha": alpha, "reference": "fp32", "candidate": candidate, "n": n,
+            "lost": lost, "gained": gained, "flips": lost + gained, "flip_rate": (lost + gained) / n,
+            "top1_diff_points": 100 * (gained - lost) / n, "loss_diff": 0.0}
+
+
+def _paths(accuracy: list[float], loss: list[float], alphas=(0.0, 0.5, 1.0), dataset: str = "a") -> pd.DataFrame:
+    rows = [("m", dataset, a, "accuracy", v, 1000) for a, v in zip(alphas, accuracy)]
+    rows += [("m", dataset, a, "loss", v, 1000) for a, v in zip(alphas, loss)]
+    return pd.DataFrame(rows, columns=["model", "dataset", "alpha", "metric", "value", "n"])
+
+
+def test_top1_gate_counts_flips_in_both_directions_not_the_net_difference():
+    flat = _paths([0.5, 0.6, 0.55], [1.0, 0.9, 0.95])
+    labels = pd.concat([compare_labels(flat, flat, GATE, c) for c in ("even", "one", "small")], ignore_index=True)
+    path = pd.DataFrame([
+        _path_row("even", "a", 0.0, 0, 0), _path_row("even", "a", 0.5, 4, 4),  # net 0, 8 flips
+        _path_row("one", "a", 0.0, 1, 0), _path_row("one", "a", 0.5, 0, 1),    # 1 flip in 1000: at the limit
+        _path_row("small", "a", 0.0, 0, 1, n=500),                             # 1 flip in 500: over it
+    ])
+    verdicts = gate_verdicts(path, labels, NO_SHARPNESS, GATE).set_index(["candidate", "quantity"])
+    assert not verdicts.loc[("even", "top1"), "passed"] and verdicts.loc[("even", "top1"), "value"] == 0.008
+    assert verdicts.loc[("one", "top1"), "passed"] and verdicts.loc[("one", "evaluation"), "passed"]
+    assert not verdicts.loc[("small", "top1"), "passed"]
+    assert not verdicts.loc[("even", "evaluation"), "passed"] and verdicts.loc[("even", "evaluation"), "where"] == "top1"
+
+
+def test_labels_compare_outcome_alpha_star_and_the_loss_shape():
+    reference = _paths([0.50, 0.56, 0.55], [1.00, 1.05, 0.98])
+    moved_alpha = _paths([0.50, 0.55, 0.56], [1.00, 1.05, 0.98])      # still a high gain, alpha* 0.5 -> 1
+    barrier = _paths([0.50, 0.56, 0.55], [1.00, 1.11, 0.98])          # depth 0.05 -> 0.11 crosses delta 0.1
+    offset = _paths([0.50, 0.56, 0.55], [1.003, 1.053, 0.983])        # a constant loss offset changes nothing
+    table = pd.concat([compare_labels(reference, c, GATE, name) for name, c in
+                       (("alpha", moved_alpha), ("barrier", barrier), ("offset", offset))], ignore_index=True)
+    rows = table.set_index("candidate")
+    assert rows.loc["alpha", "outcome_reference"] == rows.loc["alpha", "outcome_candidate"] == "high_gain"
+    assert (rows.loc["alpha", "alpha_star_reference"], rows.loc["alpha", "alpha_star_candidate"]) == (0.5, 1.0)
+    assert not rows.loc["alpha", "labels_unchanged"]
+    assert rows.loc["barrier", "labels_unchanged"] and not rows.loc["barrier", "barrier_unchanged"]
+    assert rows.loc["barrier", "loss_shape_diff"] == pytest.approx(0.06)
+    assert rows.loc["offset", "labels_unchanged"] and rows.loc["offset", "loss_shape_diff"] == pytest.approx(0, abs=1e-12)
+    path = pd.DataFrame([_path_row(c, "a", 0.0, 0, 0) for c in ("alpha", "barrier", "offset")])
+    verdicts = gate_verdicts(path, table, NO_SHARPNESS, GATE).set_index(["candidate", "quantity"])
+    assert not verdicts.loc[("alpha", "outcome_labels"), "passed"] and verdicts.loc[("alpha", "loss_shape"), "passed"]
+    assert verdicts.loc[("barrier", "outcome_labels"), "passed"] and not verdicts.loc[("barrier", "loss_shape"), "passed"]
+    assert verdicts.loc[("offset", "evaluation"), "passed"]
+    with pytest.raises(ValueError, match="different paths"):
+        compare_labels(reference, _paths([0.5, 0.5, 0.5], [1, 1, 1], dataset="b"), GATE)
 
 
 # -- a label bf16 must flip, and labels it cannot -------------------------------------------------
