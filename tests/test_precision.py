@@ -255,6 +255,24 @@ def test_labels_compare_outcome_alpha_star_and_the_loss_shape():
         compare_labels(reference, _paths([0.5, 0.5, 0.5], [1, 1, 1], dataset="b"), GATE)
 
 
+def test_sharpness_verdict_needs_every_z_within_the_limit_and_defined():
+    flat = _paths([0.5, 0.6, 0.55], [1.0, 0.9, 0.95])
+    labels = pd.concat([compare_labels(flat, flat, GATE, c) for c in ("ok", "far", "nan")], ignore_index=True)
+    path = pd.DataFrame([_path_row(c, "a", 0.0, 0, 0) for c in ("ok", "far", "nan")])
+    rows = []
+    for candidate, zs in (("ok", [0.2, -1.0, 0.0]), ("far", [0.2, -1.5, 0.0]), ("nan", [0.2, np.nan, 0.0])):
+        for layer, z in zip(("a", "b", "c"), zs):
+            rows.append({"model": "m", "candidate": candidate, "metric": "layerwise_sharpness", "alpha": 1.0,
+                         "layer": layer, "rho": 1.0, "value_reference": 0.1, "value_candidate": 0.1 + 0.01 * z,
+                         "stderr_reference": 0.01, "z": z})
+    sharpness = pd.DataFrame(rows).reindex(columns=list(SHARPNESS_COLUMNS))
+    verdicts = gate_verdicts(path, labels, sharpness, GATE).set_index(["candidate", "quantity"])
+    assert verdicts.loc[("ok", "layerwise_sharpness"), "passed"] and verdicts.loc[("ok", "sharpness"), "passed"]
+    assert not verdicts.loc[("far", "layerwise_sharpness"), "passed"]
+    assert verdicts.loc[("far", "layerwise_sharpness"), "value"] == 1.5
+    assert not verdicts.loc[("nan", "layerwise_sharpness"), "passed"] and not verdicts.loc[("nan", "sharpness"), "passed"]
+
+
 # -- a label bf16 must flip, and labels it cannot -------------------------------------------------
 
 def _spacing(w: torch.Tensor) -> torch.Tensor:
