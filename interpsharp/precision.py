@@ -245,7 +245,8 @@ class Bf16RoundedPath(InterpolationPath):
     Shares the endpoints of ``path`` instead of copying them (a ViT-B/32 pair is 700 MB).
     """
 
-    def __init__(self, path: InterpolationPath) -> None:  # noqa: super().__init__ would copy
+    def __init__(self, path: InterpolationPath) -> None:
+        # Not super().__init__: it would copy both endpoints.
         self.theta_0, self.theta_1 = path.theta_0, path.theta_1
 
     def point(self, name: str, alpha: float) -> torch.Tensor:
