@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: CUDA if present, else CPU)")
     parser.add_argument(
         "--precision", default="fp32", choices=PRECISION_CHOICES,
-        help="weights and inputs dtype; bf16 only where a benchmark shows it agrees with fp32 within the "
-        "Monte-Carlo standard error (default: %(default)s)",
+        help="weights and inputs dtype; bf16 only where 'interpsharp check-precision' shows it agrees with fp32 "
+        "within the Monte-Carlo standard error (default: %(default)s)",
     )
     parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
