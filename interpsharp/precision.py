@@ -60,15 +60,15 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from interpsharp.data import EvalCache
-from interpsharp.evaluate import check_outputs, device_batches, normalize_images, pick_device, precision_context
+from interpsharp.evaluate import ImageScores, normalize_images, pick_device, precision_context, score_images
 from interpsharp.interpolate import InterpolationPath
-from interpsharp.metrics import OutcomeThresholds, path_metrics
-from interpsharp.sharpness import PERTURB_FINETUNED, general_sharpness, layerwise_sharpness, select_subset
+from interpsharp.metrics import OutcomeThresholds, path_keys, path_metrics
+from interpsharp.sharpness import PERTURB_FINETUNED, general_sharpness, layerwise_sharpness
+from interpsharp.subsets import select_subset
 from interpsharp.tables import write_tsv
 
 #: How theta(alpha) is written into the model: exactly, rounded to bf16 values, or in the delta form.
@@ -82,6 +82,7 @@ class Form:
     name: str
     dtype: torch.dtype
     description: str
+    evaluate_precision: str = "fp32"
     autocast: bool = False
     tf32: bool = False
     weights: str = EXACT
@@ -99,8 +100,9 @@ FORMS: dict[str, Form] = {
     for each in (
         Form("fp32", torch.float32, "fp32 weights and arithmetic, TF32 off (the reference)"),
         Form("tf32", torch.float32, "fp32 weights, TF32 matmuls and convolutions (CUDA only)", tf32=True),
-        Form("bf16", torch.bfloat16, "weights and inputs cast to bfloat16 (config precision bf16)"),
-        Form("bf16_autocast", torch.float32, "fp32 weights, bf16 matmuls under autocast", autocast=True),
+        Form("bf16", torch.bfloat16, "weights and inputs cast to bfloat16 (config precision bf16)", "bf16"),
+        Form("bf16_autocast", torch.float32, "fp32 weights, bf16 matmuls under autocast", "bf16_autocast",
+             autocast=True),
         Form("bf16_emulated", torch.float32, "fp32 arithmetic on bf16(theta(alpha)) and bf16-rounded activations "
              "(control of the emulation)", weights=BF16_ROUNDED, round_activations=True),
         Form("bf16_delta_emulated", torch.float32, "fp32 arithmetic on bf16(theta_0) + alpha * bf16(theta_1 - theta_0) "
@@ -148,14 +150,6 @@ class SharpnessSettings:
     mode: str = PERTURB_FINETUNED
     layers: tuple[str, ...] | None = None
     alphas: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class ImageScores:
-    """Per-image correctness and cross-entropy, in cache order."""
-
-    correct: np.ndarray
-    loss: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -333,29 +327,6 @@ def applied(chosen: Form, model: nn.Module, device: torch.device) -> Iterator[No
         torch.backends.cudnn.allow_tf32 = cudnn
 
 
-def score_images(
-    model: nn.Module, cache: EvalCache, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32
-) -> ImageScores:
-    """Correctness and cross-entropy of every image of ``cache``, scored as
-    :func:`interpsharp.evaluate.evaluate` scores them (200-class projection, fp32 logits)."""
-    n = len(cache)
-    correct = np.empty(n, dtype=bool)
-    loss = np.empty(n, dtype=np.float64)
-    subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
-    with torch.inference_mode():
-        for start, (images, labels) in zip(range(0, n, batch_size), device_batches(cache, np.arange(n), batch_size, device)):
-            logits = model(normalize_images(images, dtype=dtype))
-            if start == 0:
-                check_outputs(cache, logits.shape[-1])
-            if subset is not None:
-                logits = logits[:, subset]
-            logits = logits.float()
-            stop = start + len(labels)
-            correct[start:stop] = (logits.argmax(dim=1) == labels).cpu().numpy()
-            loss[start:stop] = F.cross_entropy(logits, labels, reduction="none").double().cpu().numpy()
-    return ImageScores(correct, loss)
-
-
 def paired_flips(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, int]:
     """(lost, gained): images correct in the reference only, and in the candidate only."""
     reference, candidate = np.asarray(reference, dtype=bool), np.asarray(candidate, dtype=bool)
@@ -420,7 +391,8 @@ def compare_precisions(
             for alpha in alphas:
                 written.load_into(model, alpha)
                 for name, cache in caches.items():
-                    scores[(i, name, alpha)] = score_images(model, cache, batch_size, device, chosen.dtype)
+                    scores[(i, name, alpha)] = score_images(model, cache, batch_size, device, chosen.evaluate_precision,
+                                                            progress=False)
                 bar.update()
     bar.close()
 
@@ -448,15 +420,13 @@ def _path_comparison(
             for alpha in alphas:
                 ref, cand = scores[(0, name, alpha)], scores[(i, name, alpha)]
                 lost, gained = paired_flips(ref.correct, cand.correct)
-                n = len(ref.correct)
+                r, c = ref.summary(), cand.summary()
                 rows.append({
                     "model": model_name, "dataset": name, "alpha": alpha, "reference": REFERENCE,
-                    "candidate": chosen.name, "n": n,
-                    "acc_reference": ref.correct.mean(), "acc_candidate": cand.correct.mean(),
-                    "top1_diff_points": 100.0 * (gained - lost) / n,
-                    "lost": lost, "gained": gained, "flips": lost + gained, "flip_rate": (lost + gained) / n,
-                    "loss_reference": ref.loss.mean(), "loss_candidate": cand.loss.mean(),
-                    "loss_diff": cand.loss.mean() - ref.loss.mean(),
+                    "candidate": chosen.name, "n": r.n, "acc_reference": r.accuracy, "acc_candidate": c.accuracy,
+                    "top1_diff_points": 100.0 * (gained - lost) / r.n,
+                    "lost": lost, "gained": gained, "flips": lost + gained, "flip_rate": (lost + gained) / r.n,
+                    "loss_reference": r.loss, "loss_candidate": c.loss, "loss_diff": c.loss - r.loss,
                     "tolerance": gate.thresholds.tolerance,
                 })
     return pd.DataFrame(rows)
@@ -468,9 +438,9 @@ def _path_rows(scores: Mapping[tuple[int, str, float], ImageScores], index: int,
     rows = []
     for name in caches:
         for alpha in alphas:
-            s = scores[(index, name, alpha)]
-            rows.append((model_name, name, alpha, "accuracy", float(s.correct.mean()), len(s.correct)))
-            rows.append((model_name, name, alpha, "loss", float(s.loss.mean()), len(s.correct)))
+            result = scores[(index, name, alpha)].summary()
+            rows.append((model_name, name, alpha, "accuracy", result.accuracy, result.n))
+            rows.append((model_name, name, alpha, "loss", result.loss, result.n))
     return pd.DataFrame(rows, columns=["model", "dataset", "alpha", "metric", "value", "n"])
 
 
@@ -494,23 +464,26 @@ def compare_labels(reference: pd.DataFrame, candidate: pd.DataFrame, gate: Preci
                    candidate_name: str = "candidate") -> pd.DataFrame:
     """Outcome, alpha*, gain and loss shape of two path tables of the same paths side by side.
 
-    Path tables have ``interpsharp evaluate``'s columns (``model, dataset, alpha, metric,
-    value[, n]``); one row per (model, dataset) comes back with ``<field>_reference`` and
+    Path tables have ``interpsharp evaluate``'s columns (``model, dataset[, split], alpha,
+    metric, value[, n]``); one row per path (model, dataset[, split]) comes back with ``<field>_reference`` and
     ``<field>_candidate`` for each of :data:`LABEL_FIELDS`, ``labels_unchanged`` (outcome and
     alpha* equal), ``barrier_unchanged`` and ``loss_shape_diff`` (the larger of the barrier
     depth and instability changes, nats).
     """
-    keys = ["model", "dataset"]
+    keys = path_keys(reference)
+    if path_keys(candidate) != keys:
+        raise ValueError(f"the two path tables have different key columns: {keys} vs {path_keys(candidate)}")
     ref = path_metrics(reference, gate.thresholds).set_index(keys)[list(LABEL_FIELDS)]
     cand = path_metrics(candidate, gate.thresholds).set_index(keys)[list(LABEL_FIELDS)]
     if set(ref.index) != set(cand.index):
         raise ValueError(f"the two path tables hold different paths: {sorted(set(ref.index) ^ set(cand.index))}")
     rows = []
-    for model, dataset in ref.index:
-        row = {"model": model, "dataset": dataset, "reference": REFERENCE, "candidate": candidate_name}
+    for index in ref.index:
+        row = {**dict(zip(keys, index if isinstance(index, tuple) else (index,))), "reference": REFERENCE,
+               "candidate": candidate_name}
         for key in LABEL_FIELDS:
-            row[f"{key}_reference"] = ref.loc[(model, dataset), key]
-            row[f"{key}_candidate"] = cand.loc[(model, dataset), key]
+            row[f"{key}_reference"] = ref.loc[index, key]
+            row[f"{key}_candidate"] = cand.loc[index, key]
         row["labels_unchanged"] = bool(row["outcome_reference"] == row["outcome_candidate"]
                                        and row["alpha_star_reference"] == row["alpha_star_candidate"])
         row["loss_shape_diff"] = max(abs(row["barrier_depth_candidate"] - row["barrier_depth_reference"]),

@@ -36,7 +36,8 @@ from interpsharp.precision import (
     paired_flips,
     sharpness_z,
 )
-from interpsharp.sharpness import general_sharpness, select_subset
+from interpsharp.sharpness import general_sharpness
+from interpsharp.subsets import select_subset
 from interpsharp.tables import read_tsv
 
 from conftest import tiny_classifier
