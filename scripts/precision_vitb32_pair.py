@@ -17,7 +17,9 @@ like the paper world's and sized like a fine-tune:
   small alpha (A = 100 % there by construction), exactly where bf16 spacing can erase the path.
 
 Writes ``zeroshot.pt``, ``displaced.pt`` (model-soups format), a cache ``mix/`` and
-``pair.json`` (every setting and seed), then prints the ``interpsharp check-precision`` command.
+``pair.json`` (every setting and seed), then prints the ``interpsharp check-precision`` command
+(:data:`CHECK`). Both take about an hour on one CPU core under load; on a GPU, raise
+``--images`` and the check's ``--m`` and draws.
 
     python scripts/precision_vitb32_pair.py --world /tmp/precision_world --out /tmp/vitb32_pair
 """
@@ -118,7 +120,18 @@ def main() -> None:
               "teacher_alpha": args.teacher_alpha, "prototypes": args.prototypes,
               "relative_change_per_layer": sizes}
     (out / "pair.json").write_text(json.dumps(record, indent=1))
-    print(f"wrote {out}: {len(images)} images, {record['distinct_labels']} distinct labels")
+    print(f"wrote {out}: {len(images)} images, {record['distinct_labels']} distinct labels; then:")
+    print(CHECK.format(out=out))
+
+
+#: The check run on the pair (CPU-sized: 16 sharpness images, few draws, late layers only).
+CHECK = """\
+interpsharp check-precision {out}/zeroshot.pt {out}/displaced.pt --data {out}/mix \\
+  --alphas 0 0.02 0.05 0.1 0.5 1 --candidates bf16 bf16_emulated bf16_delta_emulated \\
+  --sharpness-data mix --m 16 --rho 1 0.1 --n-iter 4 --layerwise-rho 1 --layerwise-n-iter 2 \\
+  --layers visual.transformer.resblocks.11.attn visual.transformer.resblocks.11.mlp.c_fc \\
+           visual.ln_post visual.proj classification_head \\
+  --sharpness-alphas 0.05 1 --batch-size 50 -o {out}/check"""
 
 
 if __name__ == "__main__":
