@@ -54,10 +54,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
         "limit": None,
     },
     "interpolation": {"alphas": [round(0.05 * i, 2) for i in range(21)]},
-    "evaluation": {"precision": "bf16"},
+    "evaluation": {"precision": "fp32"},
     "general_sharpness": {"dataset": None, "rho_sweep": [0.1, 0.5, 2.0], "n_iter": 20, "n_samples": None, "precision": "fp32"},
     "layerwise_sharpness": {"dataset": None, "n_iter": 20, "n_samples": None, "precision": "fp32"},
-    "layerwise_interpolation": {"datasets": None, "precision": "bf16"},
+    "layerwise_interpolation": {"datasets": None, "precision": "fp32"},
     "stragglers": {"n_iter": 5, "n_samples": None},
     "pruning": {"mask_seeds": [0, 1, 2], "datasets": None},
 }

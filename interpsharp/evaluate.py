@@ -193,9 +193,13 @@ def prepare_model(model: nn.Module, device: torch.device, precision: str) -> nn.
 
 def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The context forward passes of ``precision`` run in: autocast for ``bf16_autocast``
-    (fp32 weights, bf16 matmuls), nothing otherwise (the weights' dtype decides)."""
+    (fp32 weights, bf16 matmuls), nothing otherwise (the weights' dtype decides).
+
+    Autocast's weight cache is off: it keeps the bf16 copy of a parameter for the whole
+    context, so weights rewritten in place inside it (every sweep does that) would be ignored.
+    """
     if precision == "bf16_autocast":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 

@@ -82,7 +82,7 @@ class InterpolationPath:
         for name, w0 in self.theta_0.items():
             target = targets[name]
             if selected is None or name in selected:
-                target.copy_(torch.lerp(w0, self.theta_1[name], float(alpha)))
+                target.copy_(self.point(name, alpha))
             else:
                 target.copy_(w0)
         return model
@@ -98,8 +98,14 @@ class InterpolationPath:
         if unknown:
             raise StateDictMismatch(f"not a tensor of both the path and the model: {', '.join(unknown)}")
         for name in names:
-            targets[name].copy_(torch.lerp(self.theta_0[name], self.theta_1[name], float(alpha)))
+            targets[name].copy_(self.point(name, alpha))
         return model
+
+    def point(self, name: str, alpha: float) -> torch.Tensor:
+        """Tensor ``name`` of ``theta(alpha)``; both loaders write what this returns, so a
+        subclass that changes how a point is formed (``interpsharp.precision``'s bf16
+        emulations) changes every write."""
+        return torch.lerp(self.theta_0[name], self.theta_1[name], float(alpha))
 
     def require_sets_every_tensor_of(self, model: nn.Module) -> None:
         """Raise unless the path sets every tensor of ``model``: a tensor it leaves alone would

@@ -24,8 +24,9 @@ Design choices, and why:
 - **Non-finite losses** (large rho can blow a layer up) are counted in ``n_nonfinite`` and
   left out of the mean instead of crashing a long sweep.
 - **Precision rule (SPEC).** Sharpness runs in the precision the config names: ``bf16`` only
-  where a benchmark shows it agrees with fp32 within the Monte-Carlo standard error for that
-  rho, fp32 otherwise; the Prop. A.1 / Hutchinson checks run in fp64 on the CPU.
+  where ``interpsharp check-precision`` (:mod:`interpsharp.precision`) shows it agrees with
+  fp32 within the Monte-Carlo standard error for that rho, fp32 otherwise; the Prop. A.1 /
+  Hutchinson checks run in fp64 on the CPU.
 - **Prop. A.1 check.** For small rho, ``2 S / rho^2 -> tr(H ⊙ |w||w|^T)``;
   :func:`hutchinson_trace` estimates that trace with Rademacher probes and Hessian-vector
   products from ``torch.func`` so the Monte-Carlo sharpness can be validated.

@@ -47,17 +47,20 @@ def _options(command: str) -> dict[str, argparse.Action]:
 def test_commands_that_run_a_model_share_one_definition_of_its_options():
     """interpsharp/commands/_arguments.py defines them once: a command running a model over
     images (it has --batch-size) takes every one of them, with the same meaning and default;
-    every command that loads a checkpoint takes the same --head-width."""
+    every command that loads a checkpoint takes the same --head-width. check-precision compares
+    precisions (--candidates), so it alone has no --precision."""
     shared = ("--batch-size", "--device", "--precision", "--head-width", "--no-progress")
     runners = {command: _options(command) for command in _subcommands() if "--batch-size" in _options(command)}
     assert {"evaluate", "sharpness"} <= set(runners)
     reference = runners["evaluate"]
     for command, options in runners.items():
         for name in shared:
+            if name == "--precision" and "--candidates" in options:
+                continue
             assert name in options, f"{command} lacks {name}"
             same = ("default", "type", "nargs") + (() if name == "--precision" else ("help",))
             assert [getattr(options[name], key) for key in same] == [getattr(reference[name], key) for key in same], (command, name)
-        assert "fp32" in options["--precision"].choices
+        assert "fp32" in options.get("--precision", options.get("--candidates")).choices
     for command in ("evaluate", "sharpness", "interpolate", "prune", "layers", "zeroshot"):
         assert _options(command)["--head-width"].default == 64, command
 

@@ -111,16 +111,15 @@ def test_normalize_images_matches_formula():
         normalize_images(images.float())
 
 
-def test_bf16_precisions_agree_with_fp32_and_invalid_precision_is_refused(tmp_path: Path):
+def test_bf16_precisions_cast_in_place_and_invalid_precision_is_refused(tmp_path: Path):
+    """How precisions are applied. Whether bf16 is accurate enough is the precision gate's
+    question, tested on a trained model in test_precision.py."""
     model = tiny_classifier(seed=3)
     cache = _make_cache(tmp_path / "c", model, n=9, num_classes=5, seed=3)
-    fp32 = evaluate(model, cache, batch_size=4, device="cpu", progress=False)
-    autocast = evaluate(model, cache, batch_size=4, device="cpu", precision="bf16_autocast", progress=False)
+    evaluate(model, cache, batch_size=4, device="cpu", precision="bf16_autocast", progress=False)
     assert next(model.parameters()).dtype == torch.float32
-    bf16 = evaluate(model, cache, batch_size=4, device="cpu", precision="bf16", progress=False)
+    evaluate(model, cache, batch_size=4, device="cpu", precision="bf16", progress=False)
     assert next(model.parameters()).dtype == torch.bfloat16
-    for other in (autocast, bf16):
-        assert other.loss == pytest.approx(fp32.loss, abs=0.05)
     # Casting happened outside inference mode: the parameters can still take gradients.
     assert not any(p.is_inference() for p in model.parameters())
     with pytest.raises(ValueError, match="weights are bfloat16"):

@@ -106,3 +106,19 @@ def test_chunks_are_whole_batches_within_the_budget():
     assert images_per_chunk(model, layers, 8, 1) == 8  # one batch even over budget
     chunk = images_per_chunk(model, layers, 8, 100 * per_image)
     assert chunk % 8 == 0 and chunk * per_image <= 100 * per_image < (chunk + 8) * per_image
+
+
+def test_bf16_autocast_sees_every_layer_it_moves(setup):
+    """Autocast's weight cache would keep theta_0's bf16 copies for the whole sweep, so every
+    layer at every alpha would score as theta_0 (it did before the cache was switched off)."""
+    theta_0, theta_1, caches = setup
+    model = tiny_classifier(seed=5, arch=ARCH_1000)
+    path = InterpolationPath(theta_0, theta_1)
+    table = layerwise_interpolation(model, path, {"plain": caches["plain"]}, [0.0, 1.0], layers=["classification_head"],
+                                    batch_size=4, device="cpu", precision="bf16_autocast", progress=False)
+    names = layer_groups(model)["classification_head"]
+    expected = evaluate_path(model, path, {"plain": caches["plain"]}, [0.0, 1.0], only=names, batch_size=4, device="cpu",
+                             precision="bf16_autocast", progress=False)
+    loss = table[table.metric == "loss"]["value"].to_numpy()
+    assert loss[0] != loss[1]
+    assert loss == pytest.approx(expected[expected.metric == "loss"]["value"].to_numpy(), abs=1e-6)

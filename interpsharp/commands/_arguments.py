@@ -52,8 +52,16 @@ def add_model_options(
     """What every command that runs a model over images takes: batch size, device, precision
     (``precisions``, default fp32; ``precision_help`` says what each means for this command),
     head width and the progress switch."""
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per forward pass (default: %(default)s)")
+    add_batch_size(parser, batch_size)
     add_device(parser)
     parser.add_argument("--precision", default="fp32", choices=tuple(precisions), help=f"{precision_help} (default: %(default)s)")
     add_head_width(parser)
+    add_progress_switch(parser)
+
+
+def add_batch_size(parser: argparse.ArgumentParser, batch_size: int = 256) -> None:
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per forward pass (default: %(default)s)")
+
+
+def add_progress_switch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

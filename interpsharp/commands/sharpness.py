@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="value of the dataset column (default: the cache's name)")
     add_model_options(
         parser, PRECISION_CHOICES,
-        "weights and inputs dtype; bf16 only where a benchmark shows it agrees with fp32 within the "
-        "Monte-Carlo standard error",
+        "weights and inputs dtype; bf16 only where 'interpsharp check-precision' shows it agrees with fp32 "
+        "within the Monte-Carlo standard error",
     )
     add_output(parser, "TSV file to write")
     parser.set_defaults(func=run)
