@@ -280,11 +280,13 @@ def prototype_images(n_classes: int, size: int, seed: int, device: torch.device)
 def set_prototype_head(model: CLIPClassifier, prototypes: torch.Tensor, batch_size: int) -> None:
     """Head rows 100 x the centred, normalised features of each class's prototype image.
 
-    A random tower maps every image to nearly one feature direction, so a random head would
-    give (almost) every image the same class and make top-1 agreement meaningless. Centring on
-    the prototypes' mean feature (the bias subtracts it) gives each image the class of the
-    prototype it resembles, with margins that rounding does not flip by accident: logits =
-    100 <f - mu, p_k>, the zero-shot head's scale.
+    A random tower maps every image to nearly one feature direction, so a random head gives
+    almost every image the same class (96 % of them on the smoke run's tiny model), which would
+    make top-1 agreement meaningless. With one row per prototype, each image gets the class of
+    the prototype it resembles. The rows are centred on the prototypes' mean feature (the bias
+    subtracts it) before normalising, so that the differences between features, not their
+    shared direction, fill the zero-shot head's logit scale of 100: margins of a logit or
+    more, which rounding does not flip by accident.
     """
     features = torch.cat([F.normalize(model.encode_image(normalize_images(prototypes[i:i + batch_size])), dim=-1)
                           for i in range(0, len(prototypes), batch_size)])
@@ -548,6 +550,7 @@ def step_eval(run: Run) -> Outcome:
                                         f"{sizes.eval_batch}, {sizes.eval_images} images from a memory-mapped uint8 cache")
     shutil.rmtree(jpeg_root, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
+    torch._dynamo.reset()  # the compiled graphs hold the model's weights on the device
     return Outcome(figures, details={"cache_gib": round(gib, 3), "filesystem": filesystem_of(run.scratch),
                                      "jpeg_workers": workers, "rates": rates, "resident": resident, "jpeg": jpeg,
                                      "cold": cold, "resident_before_cold": resident_before})
