@@ -202,3 +202,28 @@ def test_prototype_head_gives_noisy_copies_their_prototype_class(tmp_path):
         model.classification_head.weight.normal_(0, 0.01)
         model.classification_head.bias.zero_()
     assert len(np.unique(acceptance.predictions(model, cache, 100, device, "fp32"))) < 20
+
+
+def test_a_broken_part_becomes_a_failed_figure_and_the_step_goes_on():
+    figures = []
+    assert acceptance.attempt(figures, "compile", lambda: 1 / 0) is None
+    assert acceptance.attempt(figures, "fine", lambda: 7) == 7
+    assert len(figures) == 1 and figures[0].passed is False and "ZeroDivisionError" in figures[0].value
+
+    def broken(run):
+        raise RuntimeError("no kernel image is available")
+
+    step = acceptance.Step(9, "broken", "a step that crashes", 5, False, broken)
+    run = acceptance.Run(smoke=True, device=torch.device("cpu"), out=Path("."), scratch=Path("."), sizes=acceptance.SMOKE)
+    result = acceptance.run_step(step, run)
+    assert result.status == "error" and "no kernel image" in result.reason
+
+
+def test_a_step_past_its_hard_stop_is_interrupted():
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(acceptance.StepTimeout):
+        with acceptance.hard_stop(0.2):
+            time.sleep(5)
+    assert time.monotonic() - start < 3
