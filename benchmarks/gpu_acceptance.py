@@ -803,6 +803,11 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["", "nan", "NaN"])
 
 
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells as strings, a missing value as ``<missing>`` (NaN never equals NaN)."""
+    return frame.astype(object).where(frame.notna(), "<missing>").astype(str)
+
+
 def compare_tables(reference: pd.DataFrame, other: pd.DataFrame) -> tuple[str, int, str]:
     """(status, cells outside tolerance, worst cell) of one table of two runs.
 
@@ -815,18 +820,21 @@ def compare_tables(reference: pd.DataFrame, other: pd.DataFrame) -> tuple[str, i
         return "differs", max(len(reference), len(other)), (
             f"shape {reference.shape} vs {other.shape}" if len(reference) != len(other)
             else f"columns {list(reference.columns)} vs {list(other.columns)}")
+    if reference.equals(other):
+        return "equal", 0, ""
     floats = [c for c in reference.columns if pd.api.types.is_float_dtype(reference[c]) or pd.api.types.is_float_dtype(other[c])]
     keys = [c for c in reference.columns if c not in floats]
     if keys:
         reference = reference.sort_values(keys + floats, kind="stable").reset_index(drop=True)
         other = other.sort_values(keys + floats, kind="stable").reset_index(drop=True)
-        mismatch = ~(reference[keys].astype(str) == other[keys].astype(str)).all(axis=1)
+        ref_text, other_text = as_text(reference[keys]), as_text(other[keys])
+        mismatch = ~(ref_text == other_text).all(axis=1)
         if mismatch.any():
             i = int(np.flatnonzero(mismatch.to_numpy())[0])
-            cols = [c for c in keys if str(reference.at[i, c]) != str(other.at[i, c])]
-            return "differs", int(mismatch.sum()), f"row {i}: {', '.join(f'{c} {reference.at[i, c]!r} vs {other.at[i, c]!r}' for c in cols)}"
-    if reference.equals(other):
-        return "equal", 0, ""
+            cols = [c for c in keys if ref_text.at[i, c] != other_text.at[i, c]]
+            return "differs", int(mismatch.sum()), f"row {i}: {', '.join(f'{c} {ref_text.at[i, c]!r} vs {other_text.at[i, c]!r}' for c in cols)}"
+        if reference.equals(other):
+            return "equal", 0, ""
     outside, worst, worst_excess = 0, "", -np.inf
     accuracy_rows = (reference["metric"] == "accuracy").to_numpy() if "metric" in reference.columns else np.zeros(len(reference), bool)
     n = reference["n"].to_numpy(dtype=float) if "n" in reference.columns else np.full(len(reference), np.inf)

@@ -93,7 +93,8 @@ def _evaluation(n: int = 100) -> pd.DataFrame:
     for alpha in (0.0, 0.5, 1.0):
         rows.append(("model_0", "photo", "all", alpha, "accuracy", 0.61 + alpha / 10, n))
         rows.append(("model_0", "photo", "all", alpha, "loss", 1.4 - alpha / 3, n))
-    return pd.DataFrame(rows, columns=["model", "dataset", "split", "alpha", "metric", "value", "n"])
+    table = pd.DataFrame(rows, columns=["model", "dataset", "split", "alpha", "metric", "value", "n"])
+    return table.assign(note=[None, "nothing pruned"] * 3)  # a text column with missing values
 
 
 def test_tables_within_tolerance_and_beyond():
