@@ -682,13 +682,18 @@ def step_precision(run: Run) -> Outcome:
                                   general_rhos=(1.0,), general_n_iter=sizes.precision_general_draws,
                                   layerwise_rhos=(1.0,), layerwise_n_iter=sizes.precision_layerwise_draws,
                                   layers=layers, alphas=(0.05, 1.0))
-    pair_name = f"{sizes.vit} pair"
-    # Path verdicts for every candidate; sharpness (the expensive part) for bf16, the config's choice.
-    reports.append(compare_precisions(model, path, {cache.name: cache}, alphas, candidates=candidates, sharpness=None,
-                                      model_name=pair_name, batch_size=sizes.eval_batch, device=device, progress=False))
-    reports.append(compare_precisions(model, path, {cache.name: cache}, alphas, candidates=["bf16"], sharpness=sharpness,
-                                      model_name=f"{pair_name} (sharpness)", batch_size=sizes.eval_batch, device=device,
-                                      progress=False))
+
+    def gate(model: CLIPClassifier, path: InterpolationPath, caches: dict[str, EvalCache], name: str,
+             settings: SharpnessSettings, batch_size: int) -> None:
+        # Path verdicts for every candidate; sharpness (the expensive part) for bf16 only, the
+        # precision a config would switch to.
+        reports.append(compare_precisions(model, path, caches, alphas, candidates=candidates, sharpness=None,
+                                          model_name=name, batch_size=batch_size, device=device, progress=False))
+        reports.append(compare_precisions(model, path, caches, alphas, candidates=["bf16"], sharpness=settings,
+                                          model_name=f"{name} (sharpness)", batch_size=batch_size, device=device,
+                                          progress=False))
+
+    gate(model, path, {cache.name: cache}, f"{sizes.vit} pair", sharpness, sizes.eval_batch)
     del model, path
     world = demo_pairs(run) if sizes.precision_demo_models else None
     demo_note = "no demo world (step 5 did not run)" if sizes.precision_demo_models and world is None else ""
@@ -702,13 +707,11 @@ def step_precision(run: Run) -> Outcome:
             demo_path = InterpolationPath(theta_0, demo.state_dict(), device)
             settings = SharpnessSettings(dataset=main, n_samples=None, seed=0, general_rhos=(1.0,), general_n_iter=4,
                                          layerwise_rhos=(1.0,), layerwise_n_iter=2, alphas=(0.05, 1.0))
-            reports.append(compare_precisions(demo, demo_path, caches, alphas, candidates=candidates, sharpness=settings,
-                                              model_name=f"demo {checkpoint.stem}", batch_size=256, device=device,
-                                              progress=False))
+            gate(demo, demo_path, caches, f"demo {checkpoint.stem}", settings, 256)
         demo_note = f"demo models from the {source}: {', '.join(p.stem for p in finetuned[:sizes.precision_demo_models])}"
     verdicts = PrecisionReport.combine(reports).verdicts
     verdicts.to_csv(run.out / "precision_verdicts.tsv", sep="\t", index=False)
-    # The pair's second check exists for its sharpness rows; its path rows repeat the first's.
+    # Each second check exists for its sharpness rows; its path rows repeat the first's.
     shown = verdicts["quantity"].isin(["evaluation", "sharpness"]) & ~(
         verdicts["model"].str.endswith("(sharpness)") & (verdicts["quantity"] == "evaluation"))
     figures = []
@@ -749,7 +752,8 @@ def compare_devices(reference: torch.device, other: torch.device, n_images: int,
     cache = bench_layerwise_interpolation.random_cache(scratch / "devices_cache", arch, n_images)
     images = normalize_images(torch.from_numpy(np.array(cache.images)))
     labels = torch.from_numpy(cache.labels)
-    layer = list(layer_groups(CLIPClassifier(arch)))[len(names) // 4]
+    groups = list(layer_groups(CLIPClassifier(arch)))
+    layer = groups[len(groups) // 2]  # inside a middle block: the prefix cache resumes there
     results = []
     with tf32(False):
         for device in (reference, other):
@@ -783,8 +787,11 @@ def step_devices(run: Run) -> Outcome:
     other = run.device if run.cuda else torch.device("cpu")
     checks = compare_devices(torch.device("cpu"), other, run.sizes.device_images, run.scratch)
     if not run.cuda:
+        unequal = [f"{name}: {note}" for name, ok, note in checks if not ok]
+        if unequal:
+            raise RuntimeError(f"the CPU disagrees with itself: {'; '.join(unequal)}")
         return Outcome(skipped="no CUDA", note=f"smoke: the comparison code ran with the CPU against itself "
-                                               f"({sum(ok for _, ok, _ in checks)} of {len(checks)} checks equal)")
+                                               f"({len(checks)} of {len(checks)} checks equal)")
     figures = [Figure(name, "equal" if ok else "differs", goal="equal", passed=None if run.smoke else ok, note=note)
                for name, ok, note in checks]
     return Outcome(figures)

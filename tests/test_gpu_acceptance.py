@@ -228,3 +228,7 @@ def test_a_step_past_its_hard_stop_is_interrupted():
         with acceptance.hard_stop(0.2):
             time.sleep(5)
     assert time.monotonic() - start < 3
+
+
+def test_readme_shows_the_current_listing():
+    assert acceptance.listing() in (ROOT / "README.md").read_text(), "README 'Checking a GPU': paste the new --list"
