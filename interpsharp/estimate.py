@@ -14,11 +14,21 @@ full forward per prefix, counted with the unperturbed pass that sharpness needs 
 
 The config is read in one place, :func:`cost_inputs_from_config`, into :class:`CostInputs`;
 the arithmetic in :func:`count_forwards` only sees that dataclass.
+
+Throughputs are SPEC's H100 anchors unless a GPU has been measured: the GPU acceptance run
+(``benchmarks/gpu_acceptance.py``) writes its images/s per precision to a JSON file
+(:func:`write_throughputs`), and :func:`hours_against_spec` prices the paper world at those
+rates next to SPEC's (``interpsharp estimate --throughputs FILE``).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -327,4 +337,101 @@ def estimate_by_precision(
         row.forwards_cached / throughputs[row.precision] / 3600 for row in table[rules].itertuples()
     ]
     table["hours_configured"] = [*configured, sum(configured)]
+    return table
+
+
+# --------------------------------------------------------------------------- measured throughputs
+
+#: Format tag of a throughputs file (:func:`write_throughputs`).
+THROUGHPUTS_FORMAT = "interpsharp-throughputs/1"
+
+
+@dataclass(frozen=True)
+class Throughputs:
+    """Images per second of one GPU per precision (``fp32``, ``bf16``, ``bf16_autocast``,
+    ``tf32``, ``bf16+compile``, ...), with what was measured where and when."""
+
+    images_per_s: Mapping[str, float]
+    device: str
+    measured: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if not self.images_per_s:
+            raise ValueError("no throughput given")
+        for name, rate in self.images_per_s.items():
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+                raise ValueError(f"throughput of {name!r} must be a positive number of images/s, got {rate!r}")
+
+
+def write_throughputs(path: str | os.PathLike, throughputs: Throughputs) -> Path:
+    """Write ``throughputs`` as JSON (atomically), in the format :func:`read_throughputs` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": THROUGHPUTS_FORMAT, "device": throughputs.device, "measured": throughputs.measured,
+              "source": throughputs.source, "images_per_s": {k: float(v) for k, v in throughputs.images_per_s.items()}}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_throughputs(path: str | os.PathLike) -> Throughputs:
+    """Read a throughputs file; a missing, foreign or malformed file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such throughputs file (benchmarks/gpu_acceptance.py writes one)")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a JSON throughputs file: {err}") from err
+    if not isinstance(record, dict) or record.get("format") != THROUGHPUTS_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path}: format {found!r}, expected {THROUGHPUTS_FORMAT!r} (written by benchmarks/gpu_acceptance.py)")
+    rates = record.get("images_per_s")
+    if not isinstance(rates, dict):
+        raise ValueError(f"{path}: 'images_per_s' must map precision names to images/s")
+    try:
+        return Throughputs(images_per_s=rates, device=str(record.get("device", "unknown GPU")),
+                           measured=str(record.get("measured", "unknown date")), source=str(record.get("source", "")))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def hours_against_spec(
+    config_like: Mapping[str, Any] | CostInputs,
+    measured: Mapping[str, float],
+    spec: Mapping[str, float] = SPEC_THROUGHPUTS,
+    dataset_sizes: Mapping[str, int] | None = None,
+    layer_fractions: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """GPU-hours per rule (and total) at the ``measured`` throughputs next to ``spec``'s.
+
+    For each of the two: ``naive_fp32`` (every forward, fp32), ``cached_bf16`` (prefix reuse,
+    bf16 weights: SPEC's <= 12 H100-hours target) and ``configured`` (prefix reuse, each rule
+    at its configured precision). Both sets of throughputs need ``fp32``, ``bf16`` and every
+    precision the config names.
+    """
+    inputs = (
+        config_like
+        if isinstance(config_like, CostInputs)
+        else cost_inputs_from_config(config_like, dataset_sizes, layer_fractions)
+    )
+    needed = sorted({"fp32", "bf16", *(p for p in inputs.precision.values() if p)})
+    table = None
+    for label, rates in (("measured", measured), ("spec", spec)):
+        missing = [name for name in needed if name not in rates]
+        if missing:
+            raise KeyError(f"{label} throughputs lack {', '.join(missing)} (needed: {', '.join(needed)})")
+        priced = estimate_by_precision(inputs, {name: rates[name] for name in needed})
+        if table is None:
+            table = priced[["rule", "precision", "forwards_naive", "forwards_cached"]].copy()
+        table[f"hours_naive_fp32_{label}"] = priced["hours_naive_fp32"]
+        table[f"hours_cached_bf16_{label}"] = priced["hours_cached_bf16"]
+        table[f"hours_configured_{label}"] = priced["hours_configured"]
     return table

@@ -1,8 +1,10 @@
 """The GPU cost estimate: its arithmetic by hand on a tiny config, its layer fractions from the
-real layer list, the paper-world order of magnitude SPEC states, and its config defaults."""
+real layer list, the paper-world order of magnitude SPEC states, its config defaults, and hours at
+measured throughputs (a file the GPU acceptance run writes)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,16 @@ from interpsharp.cli import main
 from interpsharp.estimate import (
     CONFIG_DEFAULTS,
     SPEC_THROUGHPUTS,
+    THROUGHPUTS_FORMAT,
+    Throughputs,
     cost_inputs_from_config,
     estimate_by_precision,
     estimate_cost,
+    hours_against_spec,
     prefix_fraction,
+    read_throughputs,
     vit_layer_fractions,
+    write_throughputs,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,3 +145,61 @@ def test_repository_config_estimates(capsys):
     assert main(["estimate", "--config", str(path), "--precision", "bf16"]) == 0
     out = capsys.readouterr().out
     assert "26,100 images/s" in out and "layerwise_sharpness" in out and "total" in out
+
+
+# -- measured throughputs (interpsharp estimate --throughputs) ---------------------------------
+
+def _measured(path: Path, rates: dict) -> Path:
+    write_throughputs(path, Throughputs(rates, device="Test GPU", measured="2026-11-30", source="test"))
+    return path
+
+
+def test_throughputs_file_round_trips_and_rejects_malformed_files(tmp_path):
+    path = _measured(tmp_path / "t.json", {"fp32": 1000.0, "bf16": 5000})
+    back = read_throughputs(path)
+    assert back.images_per_s == {"fp32": 1000.0, "bf16": 5000.0} and back.device == "Test GPU"
+    with pytest.raises(FileNotFoundError, match="nothere.json"):
+        read_throughputs(tmp_path / "nothere.json")
+    (tmp_path / "foreign.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="foreign.json.*something-else"):
+        read_throughputs(tmp_path / "foreign.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json"):
+        read_throughputs(tmp_path / "broken.json")
+    for rate in (0, -3, "fast", float("inf"), True):
+        record = {"format": THROUGHPUTS_FORMAT, "images_per_s": {"fp32": 1.0, "bf16": rate}}
+        (tmp_path / "bad.json").write_text(json.dumps(record))
+        with pytest.raises(ValueError, match="bad.json.*'bf16'"):
+            read_throughputs(tmp_path / "bad.json")
+
+
+def test_hours_scale_inversely_with_the_measured_throughputs():
+    """A GPU measured exactly twice as fast as SPEC's H100 at every precision takes half the hours."""
+    paper = {"general_sharpness": {"rho_sweep": []}}
+    double = {name: 2 * rate for name, rate in SPEC_THROUGHPUTS.items()}
+    table = hours_against_spec(paper, double).set_index("rule")
+    for kind in ("naive_fp32", "cached_bf16", "configured"):
+        assert table[f"hours_{kind}_measured"].to_numpy() == pytest.approx(table[f"hours_{kind}_spec"].to_numpy() / 2)
+    # And the columns are what estimate_by_precision says at SPEC's rates.
+    reference = estimate_by_precision(paper).set_index("rule")
+    assert table["hours_naive_fp32_spec"].to_numpy() == pytest.approx(reference["hours_naive_fp32"].to_numpy())
+    assert table["hours_configured_spec"].to_numpy() == pytest.approx(reference["hours_configured"].to_numpy())
+    # Only bf16 slower: the fp32 columns stay, bf16 rules' configured hours grow.
+    slow_bf16 = hours_against_spec(paper, {**SPEC_THROUGHPUTS, "bf16": SPEC_THROUGHPUTS["bf16"] / 4}).set_index("rule")
+    assert slow_bf16["hours_naive_fp32_measured"].to_numpy() == pytest.approx(table["hours_naive_fp32_spec"].to_numpy())
+    assert slow_bf16.loc["evaluation", "hours_configured_measured"] == pytest.approx(
+        4 * slow_bf16.loc["evaluation", "hours_configured_spec"])
+    with pytest.raises(KeyError, match="bf16"):
+        hours_against_spec(paper, {"fp32": 1000.0})
+
+
+def test_cli_prices_the_paper_world_at_measured_throughputs(tmp_path, capsys):
+    path = REPO / "config.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    measured = _measured(tmp_path / "t.json", {"fp32": 8800.0, "bf16": 52200.0, "bf16+compile": 62600.0})
+    assert main(["estimate", "--config", str(path), "--throughputs", str(measured)]) == 0
+    out = capsys.readouterr().out
+    assert "Test GPU" in out and "8,800" in out and "4,400" in out and "hours_configured_spec" in out
+    assert main(["estimate", "--config", str(path), "--throughputs", str(_measured(tmp_path / "f.json", {"fp32": 1.0}))]) == 2
+    assert "f.json" in capsys.readouterr().err
