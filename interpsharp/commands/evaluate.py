@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fp32; bf16 = weights cast to bfloat16 (fastest on CUDA); bf16_autocast = fp32 weights, "
         "bf16 matmuls (default: %(default)s)",
     )
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("-o", "--output", required=True, help="TSV file to write")
     parser.set_defaults(func=run)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         caches[cache.name] = cache
     device = pick_device(args.device)
     model = load_classifier(args.zeroshot, head_width=args.head_width)
-    finetuned = load_classifier(args.finetuned, head_width=args.head_width)
+    finetuned = load_classifier(args.finetuned, like=model)
     path = InterpolationPath(model.state_dict(), finetuned.state_dict(), device=device)
     del finetuned
     common = dict(model_name=args.model_name or Path(args.finetuned).stem, batch_size=args.batch_size, device=device,

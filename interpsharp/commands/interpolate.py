@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("finetuned", help="theta_1 checkpoint (model-soups format)")
     parser.add_argument("--alpha", type=float, required=True, help="mixing coefficient in [0, 1]")
     parser.add_argument("--layer", help="interpolate only this layer (names: 'interpsharp layers CKPT')")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
     parser.set_defaults(func=run)
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} is outside [0, 1] (0 = zero-shot, 1 = fine-tuned)")
     model = load_classifier(args.zeroshot, head_width=args.head_width)
-    finetuned = load_classifier(args.finetuned, head_width=args.head_width)
+    finetuned = load_classifier(args.finetuned, like=model)
     only = None
     if args.layer is not None:
         groups = layer_groups(model)

@@ -12,7 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print one row per layer (forward order): name, parameter names, element count.",
     )
     parser.add_argument("checkpoint", help="classifier checkpoint in the model-soups format")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
     parser.set_defaults(func=run)
 
 

@@ -37,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, required=True, help="mask seed")
     parser.add_argument("--probability", type=float, default=0.5, help="probability that an element is zeroed (default: %(default)s)")
     parser.add_argument("--model-name", help="value of the summary's model column (default: the fine-tuned file's stem)")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
     parser.add_argument("-o", "--output", required=True, help="pruned checkpoint to write (.pt)")
     parser.add_argument("--summary", help="mask summary TSV to write (default: OUTPUT with suffix .masks.tsv)")
     parser.set_defaults(func=run)

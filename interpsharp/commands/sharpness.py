@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from interpsharp.data import EvalCache
 
 #: ``interpsharp.sharpness.PRECISIONS`` and ``MODES``, written out so that ``--help`` need not
 #: import torch; a test keeps them in step.
@@ -66,7 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weights and inputs dtype; bf16 only where a benchmark shows it agrees with fp32 within the "
         "Monte-Carlo standard error (default: %(default)s)",
     )
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("-o", "--output", required=True, help="TSV file to write")
     parser.set_defaults(func=run)
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     from interpsharp.checkpoints import load_classifier
     from interpsharp.data import load_cache
-    from interpsharp.evaluate import normalize_images, pick_device
+    from interpsharp.evaluate import check_outputs, normalize_images, pick_device
     from interpsharp.interpolate import InterpolationPath
     from interpsharp.sharpness import PRECISIONS, general_sharpness, layerwise_sharpness
     from interpsharp.subsets import select_subset
@@ -89,16 +88,18 @@ def run(args: argparse.Namespace) -> int:
     cache = load_cache(args.data)
     device = pick_device(args.device)
     zeroshot = load_classifier(args.zeroshot, head_width=args.head_width)
-    model = load_classifier(args.finetuned, head_width=args.head_width)
-    _check_classes(cache, model.arch.num_classes)
+    model = load_classifier(args.finetuned, like=zeroshot)
+    check_outputs(cache, model.arch.num_classes)
     path = InterpolationPath(zeroshot.state_dict(), model.state_dict(), device=device)
     del zeroshot
     model.to(device)
     subset = select_subset(len(cache), args.m, args.seed)
-    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device), dtype=PRECISIONS[args.precision])
+    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device), model.preprocess,
+                              dtype=PRECISIONS[args.precision])
     labels = torch.from_numpy(cache.labels[subset]).to(device)
     common = dict(
-        rhos=args.rho, n_iter=args.n_iter, seed=args.seed, class_subset=cache.class_subset, batch_size=args.batch_size,
+        rhos=args.rho, n_iter=args.n_iter, seed=args.seed, class_subset=cache.class_subset, class_groups=cache.class_groups,
+        batch_size=args.batch_size,
         precision=args.precision, antithetic=args.antithetic, model_name=args.model_name or Path(args.finetuned).stem,
         dataset=args.dataset or cache.name, progress=not args.no_progress,
     )
@@ -110,12 +111,3 @@ def run(args: argparse.Namespace) -> int:
     write_tsv(table, args.output)
     print(f"wrote {args.output}: {len(table)} rows ({len(subset)} images of {cache.path}, seed {args.seed})")
     return 0
-
-
-def _check_classes(cache: EvalCache, num_logits: int) -> None:
-    """The cache's labels must index the model's logits (directly or through the class subset)."""
-    if cache.class_subset is not None:
-        if max(cache.class_subset) >= num_logits:
-            raise ValueError(f"{cache.path}: class subset indexes up to {max(cache.class_subset)}, but the model has {num_logits} classes")
-    elif len(cache.classnames) != num_logits:
-        raise ValueError(f"{cache.path}: {len(cache.classnames)} classes, but the model has {num_logits}")

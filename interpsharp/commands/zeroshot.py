@@ -52,7 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'{}' marking the class name, e.g. 'a photo of a {}.' (default: %(default)s)",
     )
     parser.add_argument("--cache-dir", help="where open_clip keeps downloaded weights")
-    parser.add_argument("--head-width", type=int, default=64, help="attention head width (OpenAI ViTs: 64)")
+    parser.add_argument(
+        "--model-config", metavar="JSON",
+        help="an open_clip model config of your own, registered under its file stem (then --model is that stem)",
+    )
+    parser.add_argument("--mean", type=float, nargs=3, help="input mean per channel (default: open_clip's for the tag, else the config's)")
+    parser.add_argument("--std", type=float, nargs=3, help="input std per channel (default: as --mean)")
     parser.add_argument("--device", help="device for the text tower (default: CUDA if present, else CPU)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
     parser.set_defaults(func=run)
@@ -80,16 +85,19 @@ def check_templates(templates: Sequence, source: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interpsharp.checkpoints import build_zeroshot_classifier, save_classifier
+    from interpsharp.checkpoints import TowerSpec, build_zeroshot_classifier, save_classifier
     from interpsharp.evaluate import pick_device
+    from interpsharp.towers import register_model_config
 
     classnames = read_lines(args.classnames, CLASSNAMES, "class name")
     templates = read_lines(args.templates, TEMPLATES, "template")
     check_templates(templates, args.templates)
+    register_model_config(args.model_config)
     model = build_zeroshot_classifier(
         args.model, args.pretrained, classnames, templates,
-        cache_dir=args.cache_dir, head_width=args.head_width, device=pick_device(args.device),
+        cache_dir=args.cache_dir, device=pick_device(args.device), mean=args.mean, std=args.std,
     )
     save_classifier(model, args.output)
-    print(f"wrote {args.output}: {args.model} ({args.pretrained}), {len(classnames)} classes, {len(templates)} templates")
+    print(f"wrote {args.output}: {args.model} ({args.pretrained}), {len(classnames)} classes, {len(templates)} templates; "
+          f"tower: {TowerSpec.of(model).describe()}")
     return 0
