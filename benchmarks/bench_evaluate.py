@@ -74,7 +74,7 @@ def main() -> None:
             model.float()
             prepare_model(model, device, precision)
             dtype = PRECISIONS[precision]
-            resident = [normalize_images(torch.from_numpy(images[i:i + args.batch_size]).to(device), dtype=dtype)
+            resident = [normalize_images(torch.from_numpy(images[i:i + args.batch_size]).to(device), model.preprocess, dtype=dtype)
                         for i in range(0, args.images, args.batch_size)]
             bare_forward(model, resident[:1], precision, device)  # warm-up
             evaluate(model, cache, args.batch_size, device, precision, progress=False)

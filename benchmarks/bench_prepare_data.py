@@ -25,6 +25,7 @@ from PIL import Image
 
 from interpsharp.data import load_cache
 from interpsharp.datasets import build_cache
+from interpsharp.classifier import Preprocess
 from interpsharp.evaluate import normalize_images
 
 
@@ -63,7 +64,7 @@ def main() -> None:
         read = n / (time.perf_counter() - start)
         start = time.perf_counter()
         for images, _ in cache.batches(args.batch_size):
-            normalize_images(images)
+            normalize_images(images, Preprocess())
         read_normalise = n / (time.perf_counter() - start)
     print(f"{n} JPEGs 500x375 -> {args.image_size}px")
     for workers, rate in rates.items():

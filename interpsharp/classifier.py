@@ -1,11 +1,16 @@
 """The classifier every part of the pipeline works on.
 
-SPEC fixes one form: ``logits = head(normalize(encode_image(x)))`` with an OpenAI-CLIP ViT
-image tower (QuickGELU). The forward pass is written here as an explicit list of *stages*
-(patch embedding, each transformer block, token pooling, ``ln_post``, ``proj``, head) rather
-than as one opaque call, because the sharpness and layer-wise interpolation sweeps reuse
-cached stage inputs: perturbing a layer used in stage k leaves stages 0..k-1 unchanged.
-A test checks that running the stages equals open_clip's own ``VisionTransformer.forward``.
+SPEC fixes one form: ``logits = head(normalize(encode_image(x)))`` with an open_clip ViT image
+tower: OpenAI's layout (class token, ``ln_pre``, ``ln_post``, ``proj``), QuickGELU or GELU, any
+width, depth and input size. What the tensors' shapes cannot tell (the activation, the
+attention head width, the input normalisation) travels with the classifier as
+:class:`VitArchitecture` ``act``/``head_width`` and :class:`Preprocess`.
+
+The forward pass is written here as an explicit list of *stages* (patch embedding, each
+transformer block, token pooling, ``ln_post``, ``proj``, head) rather than as one opaque call,
+because the sharpness and layer-wise interpolation sweeps reuse cached stage inputs: perturbing
+a layer used in stage k leaves stages 0..k-1 unchanged. A test checks that running the stages
+equals open_clip's own ``encode_image`` for QuickGELU and GELU towers.
 """
 
 from __future__ import annotations
@@ -19,14 +24,42 @@ from open_clip.model import CLIPVisionCfg, _build_vision_tower
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-#: OpenAI CLIP's input normalisation; applied to uint8 images at evaluation time.
+#: OpenAI CLIP's input normalisation (also most LAION / DataComp towers'); other towers say
+#: theirs in their open_clip config, and :class:`Preprocess` carries it with the classifier.
 OPENAI_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+#: MLP activations of the towers we build: OpenAI's QuickGELU (``x * sigmoid(1.702 x)``) and
+#: the exact GELU of most LAION / DataComp towers. Same shapes, different function: a
+#: checkpoint cannot tell them apart, so the choice is recorded, never guessed.
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Per-channel mean and std that turn ``pixels / 255`` into the tower's input.
+
+    Applied on the device at evaluation time (:func:`interpsharp.evaluate.normalize_images`);
+    caches hold raw uint8 pixels, so one cache serves towers with different constants.
+    """
+
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3:
+                raise ValueError(f"Preprocess.{name} needs one value per RGB channel, got {value}")
+            object.__setattr__(self, name, value)
+        if min(self.std) <= 0:
+            raise ValueError(f"Preprocess.std must be positive, got {self.std}")
 
 
 @dataclass(frozen=True)
 class VitArchitecture:
-    """Shape of an OpenAI-style ViT image tower plus its classification head."""
+    """Shape of an OpenAI-layout ViT image tower plus its classification head, and its MLP
+    activation (``quick_gelu`` or ``gelu``, see :data:`ACTIVATIONS`)."""
 
     image_size: int
     patch_size: int
@@ -36,6 +69,11 @@ class VitArchitecture:
     mlp_ratio: float
     embed_dim: int
     num_classes: int
+    act: str = "quick_gelu"
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.act!r}; choose one of {', '.join(ACTIVATIONS)}")
 
     @property
     def heads(self) -> int:
@@ -48,7 +86,8 @@ class VitArchitecture:
 
 
 def build_visual(arch: VitArchitecture) -> VisionTransformer:
-    """Build exactly OpenAI's ViT image tower (QuickGELU, class-token pooling, ln_pre)."""
+    """Build open_clip's ViT image tower in OpenAI's layout (class-token pooling, ln_pre) with
+    the architecture's activation."""
     if arch.width % arch.head_width:
         raise ValueError(f"width {arch.width} is not a multiple of head_width {arch.head_width}")
     cfg = CLIPVisionCfg(
@@ -59,7 +98,7 @@ def build_visual(arch: VitArchitecture) -> VisionTransformer:
         patch_size=arch.patch_size,
         image_size=arch.image_size,
     )
-    visual = _build_vision_tower(arch.embed_dim, cfg, quick_gelu=True)
+    visual = _build_vision_tower(arch.embed_dim, cfg, quick_gelu=arch.act == "quick_gelu")
     assert isinstance(visual, VisionTransformer)
     return visual
 
@@ -71,6 +110,9 @@ class CLIPClassifier(nn.Module):
     (``visual.conv1.weight``, ..., ``classification_head.weight``), so a state dict of this
     module maps one-to-one onto a model-soups checkpoint.
 
+    ``preprocess`` is the tower's input normalisation (:class:`Preprocess`); it is not a
+    parameter (interpolation must never touch it) but belongs to the model all the same.
+
     ``text_state`` keeps the text-side tensors that model-soups checkpoints carry besides the
     image tower (token embedding, ``ln_final``, ``text_projection``, ``logit_scale``...). They
     are not parameters of the classifier (SPEC: the text tower is not part of it) but are
@@ -81,9 +123,11 @@ class CLIPClassifier(nn.Module):
         self,
         arch: VitArchitecture,
         text_state: dict[str, torch.Tensor] | None = None,
+        preprocess: Preprocess = Preprocess(),
     ) -> None:
         super().__init__()
         self.arch = arch
+        self.preprocess = preprocess
         self.visual = build_visual(arch)
         self.classification_head = nn.Linear(arch.embed_dim, arch.num_classes)
         self.text_state: dict[str, torch.Tensor] = dict(text_state or {})

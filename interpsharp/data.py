@@ -8,8 +8,9 @@ directory:
   memory-mapped on load so a 50k-image set need not fit in RAM;
 - ``labels.npy``  int64 ``(N,)``, indices into ``classnames``;
 - ``sources.tsv`` one row per image: source file, its sha256, its label;
-- ``meta.json``   format tag, class names, the class-subset indices into the 1000 ImageNet
-  classes for 200-class sets (else null), image size and free-form provenance (seeds...).
+- ``meta.json``   format tag, class names, the class-subset indices into the head's classes
+  for subset sets like ImageNet-A's 200 (else null), the class groups of mapped sets like
+  ObjectNet's (else null), image size and free-form provenance (seeds...).
 
 Normalisation is not stored: it happens at evaluation time, on the device.
 A cache is written into a temporary sibling directory and renamed into place only when
@@ -54,6 +55,12 @@ class EvalCache:
     @property
     def name(self) -> str:
         return str(self.meta.get("name", self.path.name))
+
+    @property
+    def class_groups(self) -> list[list[int]] | None:
+        """Per class of the set, the head classes whose maximum logit is its logit (ObjectNet),
+        or None (see :mod:`interpsharp.class_maps`)."""
+        return self.meta.get("class_groups")
 
     def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(uint8 images, int64 labels)`` batches, in order (or over ``indices``)."""

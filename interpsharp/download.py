@@ -11,9 +11,10 @@ Here every file:
   while 404 and other 4xx answers fail at once (retrying cannot fix a wrong URL);
 - is renamed to ``dest`` only when its size and sha256 match what is expected, so a file
   under its final name is always complete;
-- is recorded in a JSON *manifest* (file name -> url, sha256, size, downloaded_at): the first
-  download records the hash (trust on first use), every later use re-checks it with
-  :func:`verify_file`; a sha256 pinned in the config wins over the manifest.
+- is recorded in a JSON *manifest* (file name -> url, sha256, size, downloaded_at, mtime_ns):
+  the first download records the hash (trust on first use), every later run re-checks it
+  (:func:`recheck_file`: hashed again whenever its size or modification time changed); a
+  sha256 pinned in the config wins over the manifest.
 
 Archives unpack into a temporary folder that is renamed into place (never a half-unpacked
 tree), refusing members that would land outside it. Datasets whose licence forbids
@@ -437,8 +438,31 @@ def _record(manifest: Path, record: DownloadRecord) -> None:
             "sha256": record.sha256,
             "size": record.size,
             "downloaded_at": previous["downloaded_at"] if same_file and "downloaded_at" in previous else record.downloaded_at,
+            # When the hash was last checked: see recheck_file.
+            "mtime_ns": record.path.stat().st_mtime_ns,
         },
     )
+
+
+def recheck_file(path: str | os.PathLike, manifest: str | os.PathLike, expected_sha256: str | None = None) -> bool:
+    """Check a downloaded file again before a run uses it; True if it had to be hashed again.
+
+    A file whose size and modification time are those recorded when its sha256 was last
+    checked is taken as unchanged (Snakemake decides what to rerun by the same test), so
+    checking every download costs a few ``stat`` calls per run; any other file is hashed in
+    full against its pinned or recorded sha256 (:func:`verify_file`, which raises on a
+    mismatch) and, if it matches, its new modification time is recorded.
+    """
+    path, manifest = Path(path), Path(manifest)
+    entry = read_manifest(manifest).get(path.name, {})
+    stat = path.stat()
+    pinned_agrees = expected_sha256 is None or expected_sha256.lower() == entry.get("sha256")
+    if pinned_agrees and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return False
+    verify_file(path, manifest, expected_sha256)
+    if entry:
+        record_in_manifest(manifest, path.name, {**entry, "mtime_ns": stat.st_mtime_ns})
+    return True
 
 
 # --------------------------------------------------------------------------- archives
@@ -520,15 +544,11 @@ def unpack_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> P
 
 @dataclass(frozen=True)
 class LocalDataset:
-    """A dataset whose licence requires each user to obtain it from its publisher.
-
-    ``layout_hint`` describes the folder for sets that ``interpsharp.datasets`` has no layout
-    for (yet); sets it knows are described and checked by their layout there.
-    """
+    """A dataset whose licence requires each user to obtain it from its publisher (its folder
+    is described and checked by its layout in ``interpsharp.datasets``)."""
 
     title: str
     where: str
-    layout_hint: str = ""
 
 
 LOCAL_DATASETS: dict[str, LocalDataset] = {
@@ -546,8 +566,8 @@ LOCAL_DATASETS: dict[str, LocalDataset] = {
     ),
     "objectnet": LocalDataset(
         "ObjectNet",
-        "https://objectnet.dev/download.html (accept the licence; objectnet-1.0.zip, password on the page)",
-        layout_hint="the unpacked objectnet-1.0/ folder: images/<313 class folders>/*.png and mappings/",
+        "https://objectnet.dev/download.html (accept the licence; objectnet-1.0.zip, password on the page), "
+        "then point the config at the unpacked objectnet-1.0/images folder",
     ),
 }
 
@@ -572,8 +592,6 @@ def require_local_dataset(path: str | os.PathLike, name: str, layout: str) -> Pa
         obtain = f"Provide the {name} dataset there."
     if layout in CACHE_LAYOUTS:
         expected = f"Expected layout '{layout}': {CACHE_LAYOUTS[layout].folder_description()} holding the images."
-    elif source is not None and source.layout_hint and layout == name:
-        expected = f"Expected layout '{layout}': {source.layout_hint}."
     else:
         raise KeyError(f"unknown dataset layout {layout!r} for {name!r}; known: {', '.join(sorted(CACHE_LAYOUTS))}")
 

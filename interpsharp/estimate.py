@@ -55,11 +55,11 @@ RULES = ("evaluation", "layerwise_interpolation", "general_sharpness", "layerwis
 #: for keys a config file leaves out. A test keeps them equal to the schema's defaults.
 CONFIG_DEFAULTS: dict[str, Any] = {
     "world": "paper",
-    "zeroshot": {"model_name": "ViT-B-32-quickgelu", "head_width": 64},
-    "finetuned": {"models": [2, 34, 65, 9, 7, 67, 17, 15, 61]},
+    "zeroshot": {"model_name": "ViT-B-32-quickgelu", "model_config": None},
+    "finetuned": {"models": [2, 34, 65, 9, 7, 67, 17, 15, 61], "checkpoints": {}},
     "datasets": {
         "id": "imagenet",
-        "ood": ["imagenet-a", "imagenet-r", "imagenet-sketch", "imagenetv2"],
+        "ood": ["imagenet-a", "imagenet-r", "imagenet-sketch", "imagenetv2", "objectnet"],
         "main_ood": "imagenet-a",
         "limit": None,
     },
@@ -116,32 +116,24 @@ def prefix_fraction(stage: int, num_blocks: int) -> float:
     return min(num_blocks, max(0, num_blocks + 1 - stage)) / num_blocks
 
 
-def vit_layer_fractions(model_name: str, head_width: int = 64) -> tuple[float, ...]:
+def vit_layer_fractions(model_name: str, model_config: str | None = None) -> tuple[float, ...]:
     """Prefix fraction of every layer of an open_clip ViT classifier, in forward order.
 
     The layer list is the library's own (:func:`interpsharp.layers.layer_groups`), built on
-    the meta device, so the estimate sweeps exactly the layers the pipeline sweeps.
+    the meta device, so the estimate sweeps exactly the layers the pipeline sweeps. A tower
+    that is not a plain ViT is refused as the workflow would refuse it.
     """
-    import open_clip
     import torch
 
-    from interpsharp.classifier import CLIPClassifier, VitArchitecture
+    from interpsharp.classifier import CLIPClassifier
     from interpsharp.layers import layer_groups, stage_of_layer
+    from interpsharp.towers import UnsupportedTowerError, register_model_config, vision_architecture_from_config
 
-    cfg = open_clip.get_model_config(model_name)
-    if cfg is None or "vision_cfg" not in cfg:
-        raise KeyError(f"zeroshot.model_name: {model_name!r} is not an open_clip model config; see open_clip.list_models()")
-    vision = cfg["vision_cfg"]
-    arch = VitArchitecture(
-        image_size=vision["image_size"],
-        patch_size=vision["patch_size"],
-        width=vision["width"],
-        layers=vision["layers"],
-        head_width=vision.get("head_width", head_width),
-        mlp_ratio=vision.get("mlp_ratio", 4.0),
-        embed_dim=cfg["embed_dim"],
-        num_classes=1000,
-    )
+    register_model_config(model_config)
+    try:
+        arch = vision_architecture_from_config(model_name, num_classes=1000)
+    except UnsupportedTowerError as err:
+        raise KeyError(f"zeroshot.model_name: {err}") from None
     with torch.device("meta"):
         model = CLIPClassifier(arch)
     return tuple(prefix_fraction(stage_of_layer(model, layer), arch.layers) for layer in layer_groups(model))
@@ -169,8 +161,8 @@ def cost_inputs_from_config(
     ``layer_fractions`` skips building the model's layer list.
     """
     world = config.get("world", CONFIG_DEFAULTS["world"])
-    if world != "paper":
-        raise ValueError(f"world: {world!r}: the estimate prices the paper world on GPUs; the demo world runs on a CPU in minutes")
+    if world == "demo":
+        raise ValueError("world: 'demo': the estimate prices GPU worlds (paper, custom); the demo world runs on a CPU in minutes")
     sizes = {**DATASET_SIZES, **(dataset_sizes or {})}
     data = _section(config, "datasets")
     limit = data["limit"]
@@ -190,15 +182,16 @@ def cost_inputs_from_config(
     eval_sets = [data["id"], *data["ood"]]
     if layer_fractions is None:
         zeroshot = _section(config, "zeroshot")
-        layer_fractions = vit_layer_fractions(zeroshot["model_name"], zeroshot["head_width"])
+        layer_fractions = vit_layer_fractions(zeroshot["model_name"], zeroshot["model_config"])
     general = _section(config, "general_sharpness")
     layerwise = _section(config, "layerwise_sharpness")
     lw_interp = _section(config, "layerwise_interpolation")
     stragglers = _section(config, "stragglers")
     pruning = _section(config, "pruning")
     radii = 1 + len(general["rho_sweep"] or [])
+    finetuned = _section(config, "finetuned")
     return CostInputs(
-        models=len(_section(config, "finetuned")["models"]),
+        models=len(finetuned["checkpoints"] or finetuned["models"]),
         alphas=len(_section(config, "interpolation")["alphas"]),
         eval_images=total(None, eval_sets),
         layer_fractions=tuple(float(f) for f in layer_fractions),

@@ -3,7 +3,9 @@
 Images stay uint8 until they reach the device (a quarter of the bytes to move) and are
 normalised there. 200-class sets (ImageNet-A/R) are scored as WiSE-FT does: the 1000-way
 logits are restricted to the set's classes (``logits[:, class_subset]``) before argmax and
-cross-entropy, and the cache's labels index into that subset.
+cross-entropy, and the cache's labels index into that subset. ObjectNet (a set with
+``class_groups``) is projected as WiSE-FT does: each of its classes takes the maximum logit
+over the ImageNet classes mapped to it (:func:`project_to_groups`).
 
 Evaluating a path never copies a model: one preallocated classifier is overwritten in place
 with ``theta(alpha)`` for every alpha (:meth:`InterpolationPath.load_into`).
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD
+from interpsharp.classifier import Preprocess
 from interpsharp.data import EvalCache
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.subsets import ALL
@@ -159,20 +161,29 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 def normalize_images(
     images: torch.Tensor,
-    mean: Sequence[float] = OPENAI_MEAN,
-    std: Sequence[float] = OPENAI_STD,
+    preprocess: Preprocess,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """uint8 ``(N, 3, H, W)`` -> ``((x / 255) - mean) / std`` in ``dtype``, on the images' device.
 
+    ``preprocess`` is the tower's (``model.preprocess``) and has no default on purpose: OpenAI's
+    constants are wrong for towers trained with others (LAION's ViT-L-14: mean/std 0.5).
     Computed in float32 as one fused multiply-add (``x * 1/(255 std) - mean/std``) and only
     then cast, so bf16 inputs are rounded once.
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype}")
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(preprocess.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    mean_t = torch.tensor(preprocess.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     return torch.addcmul(-mean_t / std_t, images.to(torch.float32), 1.0 / (255.0 * std_t)).to(dtype)
+
+
+def model_preprocess(model: nn.Module) -> Preprocess:
+    """The input normalisation a model was trained with (``CLIPClassifier.preprocess``)."""
+    preprocess = getattr(model, "preprocess", None)
+    if not isinstance(preprocess, Preprocess):
+        raise TypeError(f"{type(model).__name__} carries no input normalisation (a .preprocess); evaluate CLIPClassifier models")
+    return preprocess
 
 
 def prepare_model(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
@@ -296,7 +307,9 @@ def _score(
     if order.min() < 0 or order.max() >= len(cache):
         raise IndexError(f"{cache.path}: indices must lie in 0..{len(cache) - 1}")
     subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
+    groups = group_index(cache.class_groups, device)
     input_dtype = PRECISIONS[precision]
+    preprocess = model_preprocess(model)
     autocast = precision_context(device, precision)
     scored = []
     batches = tqdm(
@@ -308,10 +321,10 @@ def _score(
     )
     for step, (images, labels) in enumerate(batches):
         with autocast:
-            logits = model(normalize_images(images, dtype=input_dtype))
+            logits = model(normalize_images(images, preprocess, dtype=input_dtype))
         if step == 0:
             check_outputs(cache, logits.shape[-1])
-        scored.append(score_batch(logits, labels, subset))
+        scored.append(score_batch(project_to_groups(logits, groups), labels, subset))
     return gather_scores(scored)
 
 
@@ -334,8 +347,27 @@ def gather_scores(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Image
     return ImageScores(correct=correct, loss=loss)
 
 
+def group_index(groups: Sequence[Sequence[int]] | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Class groups (head indices per class of the set) as a ``(classes, widest group)`` index,
+    short groups padded with their own first index: a repeated logit leaves a maximum as is."""
+    if groups is None:
+        return None
+    width = max(len(group) for group in groups)
+    return torch.tensor([list(group) + [group[0]] * (width - len(group)) for group in groups], device=device)
+
+
+def project_to_groups(logits: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """WiSE-FT's ObjectNet projection: the logit of each class of the set is the maximum of
+    the head's logits over the classes mapped to it (``index`` from :func:`group_index`);
+    logits pass unchanged when the set has no groups."""
+    return logits if index is None else logits[:, index].amax(dim=-1)
+
+
 def check_outputs(cache: EvalCache, num_logits: int) -> None:
-    if cache.class_subset is not None:
+    if cache.class_groups is not None:
+        if max(max(group) for group in cache.class_groups) >= num_logits:
+            raise ValueError(f"{cache.path}: class groups index head classes the model's {num_logits} logits do not have")
+    elif cache.class_subset is not None:
         if max(cache.class_subset) >= num_logits:
             raise ValueError(
                 f"{cache.path}: cache classes are indices up to {max(cache.class_subset)} into a 1000-class head, "

@@ -39,10 +39,12 @@ from interpsharp.evaluate import (
     check_precision,
     device_batches,
     gather_scores,
+    group_index,
     normalize_images,
     path_table,
     pick_device,
     precision_context,
+    project_to_groups,
     score_batch,
     scored_path,
 )
@@ -106,22 +108,23 @@ def layerwise_interpolation(
                disable=not progress)
     for name, cache in caches.items():
         subset = None if cache.class_subset is None else torch.tensor(cache.class_subset, device=device)
+        scoring = (subset, group_index(cache.class_groups, device))
         for start in range(0, len(cache), chunk):
             order = np.arange(start, min(start + chunk, len(cache)))
             batches = list(device_batches(cache, order, batch_size, device))
-            inputs = [normalize_images(images, dtype=PRECISIONS[precision]) for images, _ in batches]
+            inputs = [normalize_images(images, model.preprocess, dtype=PRECISIONS[precision]) for images, _ in batches]
             labels = [y for _, y in batches]
             with torch.no_grad(), precision_context(device, precision):
                 prefix = PrefixCache(model, inputs, chosen)
                 check_outputs(cache, prefix.outputs[0].shape[-1])
-                at_zero = _score(prefix.outputs, labels, subset)
+                at_zero = _score(prefix.outputs, labels, *scoring)
                 for layer in chosen:
                     for alpha in alphas:
                         if alpha == 0.0:
                             scored = at_zero
                         else:
                             path.load_layer(model, alpha, groups[layer])
-                            scored = _score([prefix.resume(layer, b) for b in range(len(inputs))], labels, subset)
+                            scored = _score([prefix.resume(layer, b) for b in range(len(inputs))], labels, *scoring)
                         _add(totals, (layer, alpha, name), scored)
                     path.load_layer(model, 0.0, groups[layer])
                     bar.update()
@@ -134,9 +137,10 @@ def layerwise_interpolation(
     return pd.concat(tables, ignore_index=True)[list(COLUMNS)]
 
 
-def _score(outputs: list[torch.Tensor], labels: list[torch.Tensor], subset: torch.Tensor | None) -> Tally:
+def _score(outputs: list[torch.Tensor], labels: list[torch.Tensor], subset: torch.Tensor | None,
+           groups: torch.Tensor | None) -> Tally:
     """Per-image (correct, loss) per batch, in batch order."""
-    return [score_batch(logits, y, subset) for logits, y in zip(outputs, labels)]
+    return [score_batch(project_to_groups(logits, groups), y, subset) for logits, y in zip(outputs, labels)]
 
 
 def _add(totals: Totals, key: tuple[str, float, str], scored: Tally) -> None:

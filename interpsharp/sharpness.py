@@ -49,6 +49,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from interpsharp.classifier import CLIPClassifier
+from interpsharp.evaluate import group_index, project_to_groups
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups, layer_name_of, select_layers
 from interpsharp.prefix_cache import BLOCK_CACHE_BYTES, PrefixCache
@@ -117,12 +118,17 @@ def rademacher_probe(
 
 # -- losses -----------------------------------------------------------------------------------
 
-def cross_entropy_criterion(class_subset: Sequence[int] | None = None) -> Criterion:
+def cross_entropy_criterion(
+    class_subset: Sequence[int] | None = None, class_groups: Sequence[Sequence[int]] | None = None
+) -> Criterion:
     """Mean cross-entropy; with ``class_subset`` the logits are first restricted to those classes
-    (WiSE-FT's scoring of 200-class sets on a 1000-class head; labels index the subset)."""
+    (WiSE-FT's scoring of 200-class sets on a 1000-class head; labels index the subset), with
+    ``class_groups`` projected to the set's classes by the maximum over each group (ObjectNet)."""
     index = None if class_subset is None else torch.as_tensor(list(class_subset), dtype=torch.long)
+    groups = group_index(class_groups)
 
     def criterion(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = project_to_groups(logits, None if groups is None else groups.to(logits.device))
         if index is not None:
             logits = logits.index_select(1, index.to(logits.device))
         if logits.dtype in (torch.float16, torch.bfloat16):
@@ -349,6 +355,7 @@ def general_sharpness(
     model_name: str = "model",
     dataset: str = "dataset",
     progress: bool = True,
+    class_groups: Sequence[Sequence[int]] | None = None,
 ) -> pd.DataFrame:
     """General sharpness (noise on every parameter, scaled by ``|theta(alpha)|``) at each alpha.
 
@@ -365,7 +372,8 @@ def general_sharpness(
     for alpha in tqdm(alphas, desc=f"general sharpness {model_name}", unit="alpha", disable=not progress):
         path.load_into(model, alpha)
         for rho in rhos:
-            est = average_sharpness(model, images, labels, rho, n_iter, seed, None, class_subset, batch_size, antithetic=antithetic)
+            est = average_sharpness(model, images, labels, rho, n_iter, seed, None, batch_size=batch_size, antithetic=antithetic,
+                                    criterion=cross_entropy_criterion(class_subset, class_groups))
             rows.append(_row(model_name, dataset, alpha, ALL_LAYERS, "general_sharpness", est.mean, est.stderr, len(labels),
                              n_iter, est.n_nonfinite, rho, PERTURB_INTERPOLATED, seed, antithetic, precision))
         rows.append(_row(model_name, dataset, alpha, ALL_LAYERS, "loss", est.loss, math.nan, len(labels),
@@ -393,6 +401,7 @@ def layerwise_sharpness(
     model_name: str = "model",
     dataset: str = "dataset",
     progress: bool = True,
+    class_groups: Sequence[Sequence[int]] | None = None,
 ) -> pd.DataFrame:
     """Layer-wise sharpness of every layer (or ``layers``) at every alpha.
 
@@ -417,7 +426,7 @@ def layerwise_sharpness(
     images = _prepare(model, images, precision)
     labels = labels.to(images.device)
     batches = _batches(images, labels, batch_size)
-    criterion = cross_entropy_criterion(class_subset)
+    criterion = cross_entropy_criterion(class_subset, class_groups)
     groups = layer_groups(model)
     chosen = select_layers(groups, layers)
     named = dict(model.named_parameters())

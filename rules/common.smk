@@ -1,10 +1,13 @@
 """Everything that is not a rule: config validation, derived names, paths, input functions.
 
-Both worlds share every path below ``resources/<world>/checkpoints`` and
+All worlds share every path below ``resources/<world>/checkpoints`` and
 ``resources/<world>/caches``; only the rules that make those differ (demo.smk versus
-checkpoints.smk + data.smk), so nothing downstream knows which world it runs in.
+checkpoints.smk + data.smk, which serve both the paper and the custom world), so nothing
+downstream knows which world it runs in.
 """
 
+import importlib.util
+import json
 import os
 import os.path
 import re
@@ -37,12 +40,17 @@ def validate_config(cfg):
 
 
 validate_config(config)
+SCHEMA_DEFAULTS = {}
+validate(SCHEMA_DEFAULTS, schema=SCHEMA)
 
 # The Snakemake command line, for provenance.json. Jobs inherit the environment (local or through
 # sbatch --export=ALL), and a job's own Snakemake process keeps the outer value.
 os.environ.setdefault("INTERPSHARP_SNAKEMAKE_COMMAND", shlex.join(sys.argv))
 
 WORLD = config["world"]
+#: The paper and the custom world make checkpoints and caches from files and downloads
+#: (checkpoints.smk, data.smk); the demo world generates them (demo.smk).
+FROM_FILES = WORLD != "demo"
 RESULTS = f"results/{WORLD}"
 RESOURCES = f"resources/{WORLD}"
 
@@ -98,17 +106,76 @@ if MAIN_OOD not in PRUNING_DATASETS:
 RHOS = sorted({float(config["general_sharpness"]["rho"]), *map(float, config["general_sharpness"]["rho_sweep"])})
 MASK_SEEDS = [str(s) for s in config["pruning"]["mask_seeds"]]
 
-# Hooks for the world-specific files: the fine-tuned model names ("model_<i>").
-if WORLD == "paper":
+# Hooks for the world-specific files: the fine-tuned model names ("model_<i>" for model-soups
+# indices and demo recipes, the keys of finetuned.checkpoints for your own files).
+CHECKPOINT_FILES = config["finetuned"]["checkpoints"]
+if not FROM_FILES:
+    MODELS = [f"model_{i}" for i in range(len(config["demo"]["finetune"]["recipes"]))]
+elif CHECKPOINT_FILES:
+    combined = [key for key in ("models", "sha256") if config["finetuned"][key] != SCHEMA_DEFAULTS["finetuned"][key]]
+    if combined:
+        raise config_error(
+            "finetuned.checkpoints",
+            f"cannot be combined with finetuned.{' or finetuned.'.join(combined)} (model-soups indices): with "
+            f"checkpoints set, the fine-tuned models are its entries; remove the other key(s)",
+        )
+    MODELS = list(CHECKPOINT_FILES)
+else:
     MODELS = [f"model_{i}" for i in config["finetuned"]["models"]]
+if FROM_FILES:
     missing_sources = [d for d in DATASETS if d not in config["datasets"]["sources"]]
     if missing_sources:
         raise config_error(
             "datasets.sources",
             f"no source for evaluation set(s) {missing_sources}; add an entry with 'layout' and 'url' or 'path'",
         )
-else:
-    MODELS = [f"model_{i}" for i in range(len(config["demo"]["finetune"]["recipes"]))]
+    for name in DATASETS:
+        source = config["datasets"]["sources"][name]
+        foreign = [key for key in ("classnames", "subset", "class_mapping") if key in source]
+        if foreign and source["layout"] != "imagefolder":
+            raise config_error(f"datasets.sources.{name}", f"{', '.join(foreign)} apply to layout 'imagefolder' only; "
+                                                           f"{source['layout']!r} has its classes fixed")
+        if source.get("subset") and "class_mapping" in source:
+            raise config_error(f"datasets.sources.{name}", "declare either 'subset' or 'class_mapping', not both")
+
+
+def open_clip_model_config():
+    """theta_0's open_clip model config as a dict (None if open_clip does not ship it, e.g. an
+    hf-hub model), read as JSON: importing open_clip (and torch) would add seconds to every
+    Snakemake invocation."""
+    name, own = config["zeroshot"]["model_name"], config["zeroshot"]["model_config"]
+    if own is not None:
+        if Path(own).stem != name:
+            raise config_error("zeroshot.model_name", f"must be {Path(own).stem!r}, the stem of zeroshot.model_config {own}")
+        path = Path(own)
+        if not path.is_file():
+            raise config_error("zeroshot.model_config", f"{own}: no such file")
+    else:
+        package = importlib.util.find_spec("open_clip")
+        if package is None or not package.submodule_search_locations:
+            return None
+        path = Path(package.submodule_search_locations[0]) / "model_configs" / f"{name}.json"
+        if not path.is_file():
+            return None
+    return json.loads(path.read_text())
+
+
+def cache_image_size():
+    """datasets.image_size, or theta_0's input size when null; a size the model does not take
+    is a config error (every evaluation would fail on it, after the caches were built)."""
+    size = config["datasets"]["image_size"]
+    model = open_clip_model_config() if FROM_FILES else None
+    model_size = None if model is None else model.get("vision_cfg", {}).get("image_size", 224)
+    model_size = model_size[0] if isinstance(model_size, list) else model_size
+    if size is None and model_size is None:
+        raise config_error("datasets.image_size", f"cannot read {config['zeroshot']['model_name']}'s input size; set it")
+    if size is not None and model_size is not None and size != model_size:
+        raise config_error("datasets.image_size", f"{size}, but {config['zeroshot']['model_name']} takes {model_size} px "
+                                                   f"images (null takes the model's)")
+    return size if size is not None else model_size
+
+
+IMAGE_SIZE = cache_image_size() if FROM_FILES else None
 
 
 def canonical(value):
@@ -165,8 +232,12 @@ def benchmark_path(rule, pattern=""):
     return f"{RESULTS}/benchmarks/{rule}/{pattern or 'all'}.tsv"
 
 
-# -- paper-world sources ----------------------------------------------------------------
-DOWNLOADED = [d for d in DATASETS if WORLD == "paper" and "url" in config["datasets"]["sources"][d]]
+# -- sources of the paper and custom worlds ---------------------------------------------
+DOWNLOADED = [d for d in DATASETS if FROM_FILES and "url" in config["datasets"]["sources"][d]]
+MANIFEST = f"{RESOURCES}/downloads/manifest.json"
+#: The ID set's class names (and where they came from): the head's classes, which every
+#: evaluation set's classes are related to.
+ID_CLASSES = f"{RESOURCES}/classes.json"
 
 
 def source_of(wildcards):
@@ -179,12 +250,85 @@ def archive_path(dataset):
     return f"{RESOURCES}/downloads/{dataset}/{os.path.basename(url)}"
 
 
-def cache_source_folder(wildcards):
-    """The class-folder root a cache is decoded from: unpacked archive or user folder."""
-    source = source_of(wildcards)
+def source_folder(dataset):
+    """The class-folder root of a set: unpacked archive or user folder."""
+    source = config["datasets"]["sources"][dataset]
     if "url" in source:
-        return f"{RESOURCES}/raw/{wildcards.dataset}/{source['unpacked_root']}"
+        return f"{RESOURCES}/raw/{dataset}/{source['unpacked_root']}"
     return source["path"]
+
+
+def cache_source_folder(wildcards):
+    return source_folder(wildcards.dataset)
+
+
+def raw_input(dataset):
+    """The unpacked archive a set needs as input (a user-provided folder is a param, not an
+    input: a missing one must not break `snakemake -n`; onstart checks it before a real run)."""
+    return f"{RESOURCES}/raw/{dataset}" if "url" in config["datasets"]["sources"][dataset] else []
+
+
+def class_files(dataset):
+    """The class-name and class-mapping files an imagefolder set names (tracked as inputs)."""
+    source = config["datasets"]["sources"][dataset]
+    return [source[key] for key in ("classnames", "class_mapping") if key in source]
+
+
+# -- fine-tuned checkpoints from files (finetuned.checkpoints) --------------------------
+def checkpoint_entry(model):
+    return CHECKPOINT_FILES[model]
+
+
+def finetuned_download(model):
+    """Where a checkpoint given by URL is downloaded to: named after the model, since the
+    manifest is keyed by file name and two training runs' files are often both epoch_10.pt."""
+    return f"{RESOURCES}/downloads/finetuned/{model}.pt"
+
+
+def finetuned_file(wildcards):
+    """The file a fine-tune is imported from: the downloaded one, or the user's own."""
+    entry = checkpoint_entry(wildcards.model)
+    return finetuned_download(wildcards.model) if "url" in entry else entry["path"]
+
+
+def finetuned_head_file(wildcards):
+    head = checkpoint_entry(wildcards.model).get("head")
+    return [] if head in (None, "zeroshot") else head
+
+
+def finetuned_url(wildcards):
+    if CHECKPOINT_FILES:
+        return checkpoint_entry(wildcards.model)["url"]
+    return config["finetuned"]["url"].format(i=wildcards.model.removeprefix("model_"))
+
+
+def finetuned_sha256(wildcards):
+    if CHECKPOINT_FILES:
+        return checkpoint_entry(wildcards.model).get("sha256")
+    return config["finetuned"]["sha256"].get(wildcards.model.removeprefix("model_"))
+
+
+def local_weights(value):
+    """``zeroshot.pretrained`` as an input when it names a file (tracked, so new weights rebuild
+    theta_0), nothing when it is an open_clip tag."""
+    return value if os.path.isfile(value) else []
+
+
+#: Fine-tunes fetched by download_finetuned: model-soups indices straight into checkpoints/,
+#: your URLs into downloads/finetuned/ (import_finetuned then checks and converts them).
+DOWNLOADED_MODELS = [m for m, e in CHECKPOINT_FILES.items() if "url" in e] if CHECKPOINT_FILES else MODELS
+FINETUNED_DOWNLOAD = finetuned_download("{model}") if CHECKPOINT_FILES else f"{RESOURCES}/checkpoints/{{model}}.pt"
+
+
+def downloaded_files():
+    """Every file this config downloads, as (path, pinned sha256 or None)."""
+    files = [(archive_path(d), config["datasets"]["sources"][d].get("sha256")) for d in DOWNLOADED]
+    if CHECKPOINT_FILES:
+        files += [(finetuned_download(m), e.get("sha256")) for m, e in CHECKPOINT_FILES.items() if "url" in e]
+    else:
+        files += [(f"{RESOURCES}/checkpoints/{m}.pt", config["finetuned"]["sha256"].get(m.removeprefix("model_")))
+                  for m in MODELS]
+    return files
 
 
 # -- resources ---------------------------------------------------------------------------
@@ -193,9 +337,6 @@ GPUS = config["compute"]["gpus"] if ON_GPU else 0
 GPU_JOB_THREADS = config["compute"]["gpu_job_threads"]
 CPU_JOB_THREADS = config["compute"]["cpu_job_threads"]
 RUNTIME = config["compute"]["runtime"]
-# Attention head width: not readable from checkpoint shapes (OpenAI's ViTs and the demo's tiny
-# CLIP both use 64), so every model-loading job is told.
-HEAD_WIDTH = config["zeroshot"]["head_width"]
 
 
 def gpu_job(kind, points=1):
@@ -235,7 +376,7 @@ def user_dataset_problems():
     Runs in ``onstart`` (which Snakemake skips in dry runs), so ``snakemake -n`` shows the
     whole DAG on a machine without data while a real run stops before any job.
     """
-    if WORLD != "paper":
+    if not FROM_FILES:
         return []
     from interpsharp.download import DatasetMissingError, require_local_dataset
 
@@ -249,6 +390,30 @@ def user_dataset_problems():
         except DatasetMissingError as err:
             problems.append(f"- {err} (config key datasets.sources.{dataset}.path)")
     return problems
+
+
+def check_downloads():
+    """Re-check every file this config downloaded against its pinned or recorded sha256 (hashed
+    again if its size or modification time changed since it was last hashed), so a download
+    changed since (bit rot, an edit, a partial copy) stops the run before any job reads it.
+
+    At parse time, in the main Snakemake process only: onstart is skipped when there is
+    nothing to do, and a run that reruns nothing must still have checked its downloads.
+    """
+    from interpsharp.download import recheck_file
+
+    present = [(path, sha) for path, sha in downloaded_files() if Path(path).is_file()]
+    try:
+        hashed = sum(recheck_file(path, MANIFEST, expected_sha256=sha) for path, sha in present)
+    except (OSError, ValueError, RuntimeError) as err:  # ChecksumError is a RuntimeError
+        raise WorkflowError(f"a downloaded file failed its check; nothing was run:\n- {err}")
+    if present:
+        print(f"verified {len(present)} downloaded files against {MANIFEST} (sha256; {hashed} hashed again, "
+              f"{len(present) - hashed} unchanged since hashed)", file=sys.stderr)
+
+
+if FROM_FILES and workflow.is_main_process:
+    check_downloads()
 
 
 onstart:

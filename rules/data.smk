@@ -1,7 +1,8 @@
-"""Paper world: evaluation caches. Archives are downloaded (verified against the manifest or a
-pinned sha256), unpacked, and decoded once into memory-mapped caches; user-provided sets
-(ImageNet, ImageNet-Sketch) are decoded from the folder the config names. The demo world
-replaces this file."""
+"""Paper and custom worlds: evaluation caches. Archives are downloaded (verified against the
+manifest or a pinned sha256), unpacked, and decoded once into memory-mapped caches;
+user-provided sets (ImageNet, ImageNet-Sketch, ObjectNet, your image folders) are decoded from
+the folder the config names. Every set's classes are checked against the ID set's, which the
+zero-shot head is built for. The demo world replaces this file."""
 
 # See rules/checkpoints.smk: downloads are local jobs on a cluster.
 localrules:
@@ -17,7 +18,7 @@ rule download_dataset:
     params:
         url=lambda wildcards: source_of(wildcards)["url"],
         sha256=lambda wildcards: source_of(wildcards).get("sha256"),
-        manifest=f"{RESOURCES}/downloads/manifest.json",
+        manifest=MANIFEST,
     log:
         log_path("download_dataset", "{dataset}/{archive}"),
     benchmark:
@@ -39,7 +40,7 @@ rule unpack_dataset:
         directory(f"{RESOURCES}/raw/{{dataset}}"),
     params:
         unpacked_root=lambda wildcards: source_of(wildcards)["unpacked_root"],
-        manifest=f"{RESOURCES}/downloads/manifest.json",
+        manifest=MANIFEST,
         sha256=lambda wildcards: source_of(wildcards).get("sha256"),
     log:
         log_path("unpack_dataset", "{dataset}"),
@@ -54,18 +55,45 @@ rule unpack_dataset:
         "../workflow_scripts/unpack_dataset.py"
 
 
+rule id_classes:
+    input:
+        raw=raw_input(ID_DATASET),
+        class_files=class_files(ID_DATASET),
+    output:
+        ID_CLASSES,
+    params:
+        dataset=ID_DATASET,
+        layout=config["datasets"]["sources"][ID_DATASET]["layout"],
+        root=source_folder(ID_DATASET),
+        classnames=config["datasets"]["sources"][ID_DATASET].get("classnames"),
+    log:
+        log_path("id_classes"),
+    benchmark:
+        benchmark_path("id_classes")
+    threads: 1
+    resources:
+        **cpu_job("summary"),
+    conda:
+        "../envs/interpsharp.yaml"
+    script:
+        "../workflow_scripts/id_classes.py"
+
+
 rule build_cache:
     input:
-        # A user-provided folder is a param, not an input: a missing one must not break
-        # `snakemake -n`; onstart checks it before a real run.
-        raw=lambda wildcards: f"{RESOURCES}/raw/{wildcards.dataset}" if "url" in source_of(wildcards) else [],
+        raw=lambda wildcards: raw_input(wildcards.dataset),
+        class_files=lambda wildcards: class_files(wildcards.dataset),
+        id_classes=ID_CLASSES,
     output:
         directory(cache_dir("{dataset}")),
     params:
         layout=lambda wildcards: source_of(wildcards)["layout"],
         root=cache_source_folder,
         user_provided=lambda wildcards: "path" in source_of(wildcards),
-        image_size=config["datasets"]["image_size"],
+        classnames=lambda wildcards: source_of(wildcards).get("classnames"),
+        subset=lambda wildcards: source_of(wildcards).get("subset", False),
+        class_mapping=lambda wildcards: source_of(wildcards).get("class_mapping"),
+        image_size=IMAGE_SIZE,
         limit=config["datasets"]["limit"],
     log:
         log_path("build_cache", "{dataset}"),

@@ -20,7 +20,6 @@ rule evaluate_interpolation:
         batch_size=config["evaluation"]["batch_size"],
         precision=config["evaluation"]["precision"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("evaluate_interpolation", PATH_JOB),
     benchmark:

@@ -19,7 +19,6 @@ rule layerwise_interpolation:
         batch_size=config["layerwise_interpolation"]["batch_size"],
         precision=config["layerwise_interpolation"]["precision"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("layerwise_interpolation", "{model}"),
     benchmark:

@@ -23,7 +23,6 @@ rule general_sharpness:
         precision=config["general_sharpness"]["precision"],
         seed=config["general_sharpness"]["seed"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("general_sharpness", PATH_JOB),
     benchmark:
@@ -59,7 +58,6 @@ rule layerwise_sharpness:
         precision=config["layerwise_sharpness"]["precision"],
         seed=config["layerwise_sharpness"]["seed"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("layerwise_sharpness", PATH_JOB),
     benchmark:

@@ -31,7 +31,6 @@ rule detect_stragglers:
         batch_size=config["layerwise_sharpness"]["batch_size"],
         precision=config["layerwise_sharpness"]["precision"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("detect_stragglers", "{model}"),
     benchmark:
@@ -65,7 +64,6 @@ rule prune_stragglers:
         batch_size=config["evaluation"]["batch_size"],
         precision=config["evaluation"]["precision"],
         device=config["compute"]["device"],
-        head_width=HEAD_WIDTH,
     log:
         log_path("prune_stragglers", "{model}/seed_{seed}"),
     benchmark:

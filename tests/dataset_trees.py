@@ -7,6 +7,7 @@ are 20x16 px or so, which keeps a 1000-folder tree well under a second to write.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -73,3 +74,40 @@ def make_flat_tree(root: Path, folders: Sequence[str]) -> None:
     for folder in folders:
         (root / folder).mkdir(parents=True)
         (root / folder / "img.png").write_bytes(payload)
+
+
+def make_objectnet_tree(root: Path, total: int, decoy_folders: Sequence[str] = ("air_freshener", "ziploc_bag"),
+                        seed: int = 0) -> list[Path]:
+    """``objectnet-1.0/images``'s shape: a folder per ObjectNet class (the 113 mapped ones, plus
+    ``decoy_folders`` of the other 200, which must be ignored), ``total`` PNG images spread over
+    the 113. Every image has a 2-pixel red border around a random interior, as ObjectNet's do.
+    Most files are hard links to a few distinct images, so 18,574 of them take a second."""
+    from interpsharp.class_maps import objectnet_classes
+
+    rng = np.random.default_rng(seed)
+    folders = objectnet_classes().folders
+    distinct = []
+    for k in range(8):
+        h, w = 20 + k, 24 - k
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pixels[:2], pixels[-2:], pixels[:, :2], pixels[:, -2:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
+        distinct.append(encode(pixels, "PNG"))
+    sources = []
+    for k, payload in enumerate(distinct):
+        path = root.parent / f".objectnet-source-{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+        sources.append(path)
+    written = []
+    counts = np.full(len(folders), total // len(folders))
+    counts[: total - counts.sum()] += 1
+    for i, (folder, count) in enumerate(zip(folders, counts)):
+        (root / folder).mkdir(parents=True)
+        for k in range(int(count)):
+            path = root / folder / f"{folder}_{k:04d}.png"
+            os.link(sources[(i + k) % len(sources)], path)
+            written.append(path)
+    for folder in decoy_folders:
+        (root / folder).mkdir(parents=True)
+        os.link(sources[0], root / folder / "decoy.png")
+    return written

@@ -189,7 +189,7 @@ def test_zeroshot_from_a_local_open_clip_checkpoint(tiny_clip_name: str, tmp_pat
     (tmp_path / "templates.txt").write_text("\n".join(templates) + "\n")
     out = tmp_path / "zeroshot.pt"
     argv = ["zeroshot", "--model", tiny_clip_name, "--pretrained", str(weights), "--classnames", str(tmp_path / "classes.txt"),
-            "--templates", str(tmp_path / "templates.txt"), "--head-width", str(TINY_ARCH.head_width), "--device", "cpu", "-o", str(out)]
+            "--templates", str(tmp_path / "templates.txt"), "--device", "cpu", "-o", str(out)]
     assert main(argv) == 0
     model = load_classifier(out, head_width=TINY_ARCH.head_width)
 

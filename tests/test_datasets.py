@@ -14,10 +14,12 @@ from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Resize
 
 from interpsharp.data import load_cache
-from interpsharp.datasets import BUILDER_VERSION, DatasetLayoutError, build_cache, plan_dataset
+from interpsharp.class_maps import OBJECTNET_IMAGES, ClassMapError, objectnet_classes
+from interpsharp.datasets import BUILDER_VERSION, ClassSource, DatasetLayoutError, build_cache, layout_classes, plan_dataset
+from interpsharp.classifier import Preprocess
 from interpsharp.evaluate import normalize_images
 
-from dataset_trees import make_flat_tree, make_tree, wnids
+from dataset_trees import make_flat_tree, make_objectnet_tree, make_tree, wnids
 
 SUBSETS_JSON = Path(__file__).resolve().parents[1] / "interpsharp" / "resources" / "imagenet_class_subsets.json"
 
@@ -109,7 +111,7 @@ def test_pixels_equal_torchvision_and_open_clip_eval_transforms(two_hundred_root
             rgb = image.convert("RGB")  # torchvision ImageFolder's loader, as in WiSE-FT
         expected = np.asarray(reference(rgb)).transpose(2, 0, 1)
         np.testing.assert_array_equal(cache.images[i], expected, err_msg=source)
-        ours = normalize_images(torch.from_numpy(np.array(cache.images[i : i + 1])))[0]
+        ours = normalize_images(torch.from_numpy(np.array(cache.images[i : i + 1])), Preprocess())[0]
         torch.testing.assert_close(ours, open_clip_eval(rgb), atol=1e-5, rtol=0)
     assert {"RGB", "L", "P", "RGBA", "CMYK"} <= modes_seen
 
@@ -199,3 +201,100 @@ def test_unreadable_image_names_the_file_and_leaves_no_cache(tmp_path: Path, dam
 def test_unknown_layout(tmp_path: Path):
     with pytest.raises(DatasetLayoutError, match="unknown dataset layout 'imagenet-c'; known layouts: imagenet,"):
         plan_dataset("imagenet-c", tmp_path)
+
+
+# -- imagefolder ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """An ID set and a shifted set of the same 3 classes (folder names with underscores), the
+    shifted one with one class missing in a second copy."""
+    make_tree(tmp_path / "id", ["golden_retriever", "tabby", "barn_owl"], [2, 1, 3], seed=5)
+    make_tree(tmp_path / "ood", ["barn_owl", "golden_retriever", "tabby"], 1, seed=6)
+    make_tree(tmp_path / "ood_two", ["barn_owl", "tabby"], 1, seed=7)
+    return tmp_path / "id", tmp_path / "ood"
+
+
+def test_imagefolder_classes_are_sorted_folders_named_by_themselves_or_by_a_file(folders, tmp_path: Path):
+    id_root, _ = folders
+    assert layout_classes("imagefolder", id_root) == ["barn owl", "golden retriever", "tabby"]
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"golden_retriever": "golden retriever", "tabby": "tabby cat", "barn_owl": "barn owl"}))
+    assert layout_classes("imagefolder", id_root, ClassSource(classnames=names)) == ["barn owl", "golden retriever", "tabby cat"]
+    cache = load_cache(build_cache("imagefolder", id_root, tmp_path / "c", image_size=8, name="mine", progress=False))
+    assert cache.classnames == ["barn owl", "golden retriever", "tabby"] and cache.name == "mine"
+    assert cache.labels.tolist() == [0, 0, 0, 1, 1, 2]
+    assert [s.split("/")[0] for s, _, _ in _sources(tmp_path / "c")] == ["barn_owl"] * 3 + ["golden_retriever"] * 2 + ["tabby"]
+
+
+def test_an_ood_imagefolder_is_scored_against_the_id_heads_classes(folders, tmp_path: Path):
+    id_root, ood_root = folders
+    head = layout_classes("imagefolder", id_root)
+    cache = load_cache(build_cache("imagefolder", ood_root, tmp_path / "ood", image_size=8, progress=False, head_classnames=head))
+    assert cache.classnames == head and cache.class_subset is None and cache.class_groups is None
+    with pytest.raises(ClassMapError, match="lacks 1 of the ID set's 3 classes"):
+        build_cache("imagefolder", tmp_path / "ood_two", tmp_path / "two", image_size=8, progress=False, head_classnames=head)
+    assert not (tmp_path / "two").exists()
+    two = load_cache(build_cache("imagefolder", tmp_path / "ood_two", tmp_path / "two", image_size=8, progress=False,
+                                 head_classnames=head, classes=ClassSource(subset=True)))
+    assert two.classnames == ["barn owl", "tabby"] and two.class_subset == [0, 2] and two.labels.tolist() == [0, 1]
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"barn owl": ["barn owl"], "tabby": ["tabby", "golden retriever"]}))
+    grouped = load_cache(build_cache("imagefolder", tmp_path / "ood_two", tmp_path / "g", image_size=8, progress=False,
+                                     head_classnames=head, classes=ClassSource(mapping=mapping)))
+    assert grouped.class_groups == [[0], [2, 1]] and grouped.class_subset is None
+
+
+def test_imagenet_layouts_refuse_a_head_that_is_not_imagenets(two_hundred_root: Path):
+    with pytest.raises(ClassMapError, match="scored against ImageNet-1k's 1000 classes, but the ID set has 3 other"):
+        plan_dataset("imagenet-a", two_hundred_root, head_classnames=["a", "b", "c"])
+    with pytest.raises(ClassMapError, match="apply to layout 'imagefolder' only"):
+        plan_dataset("imagenet-a", two_hundred_root, classes=ClassSource(subset=True))
+
+
+# -- ObjectNet -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objectnet_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("objectnet") / "objectnet-1.0" / "images"
+    make_objectnet_tree(root, OBJECTNET_IMAGES)
+    return root
+
+
+def test_objectnet_keeps_the_113_mapped_classes_and_carries_their_imagenet_groups(objectnet_root: Path, tmp_path: Path):
+    classes = objectnet_classes()
+    plan = plan_dataset("objectnet", objectnet_root, head_classnames=list(open_clip.IMAGENET_CLASSNAMES))
+    assert plan.num_found == len(plan.files) == OBJECTNET_IMAGES
+    assert not any(p.parent.name in ("air_freshener", "ziploc_bag") for p in plan.files)
+    assert plan.classnames == classes.names and plan.class_groups == classes.imagenet_groups and plan.class_subset is None
+    assert [classes.folders[label] for label in plan.labels[::500]] == [p.parent.name for p in plan.files[::500]]
+    cache = load_cache(build_cache("objectnet", objectnet_root, tmp_path / "c", image_size=16, limit=40, progress=False))
+    assert len(cache) == 40 and cache.meta["num_found"] == OBJECTNET_IMAGES and cache.class_groups == classes.imagenet_groups
+
+
+def test_objectnet_loses_its_red_border_before_resizing(objectnet_root: Path, tmp_path: Path):
+    """As WiSE-FT's loader: crop 2 px from every side, then resize + centre crop."""
+    out = build_cache("objectnet", objectnet_root, tmp_path / "c", image_size=16, limit=12, progress=False)
+    cache = load_cache(out)
+    reference = Compose([Resize(16, interpolation=InterpolationMode.BICUBIC), CenterCrop(16)])
+    for i, (source, _, _) in enumerate(_sources(out)):
+        with Image.open(objectnet_root / source) as image:
+            rgb = image.convert("RGB")
+        w, h = rgb.size
+        expected = np.asarray(reference(rgb.crop((2, 2, w - 2, h - 2)))).transpose(2, 0, 1)
+        np.testing.assert_array_equal(cache.images[i], expected, err_msg=source)
+        uncropped = np.asarray(reference(rgb)).transpose(2, 0, 1)
+        assert not np.array_equal(cache.images[i], uncropped)
+
+
+def test_a_partial_objectnet_is_refused_whatever_the_limit(tmp_path: Path):
+    root = tmp_path / "images"
+    files = make_objectnet_tree(root, OBJECTNET_IMAGES)
+    files[100].unlink()
+    with pytest.raises(DatasetLayoutError, match=f"18573 images in the 113 classes used, but the complete ObjectNet .* has {OBJECTNET_IMAGES}"):
+        plan_dataset("objectnet", root, limit=10)
+    (root / objectnet_classes().folders[5]).rename(root / "renamed")
+    with pytest.raises(DatasetLayoutError, match="1 of the 113 are missing"):
+        plan_dataset("objectnet", root)

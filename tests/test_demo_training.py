@@ -14,6 +14,7 @@ from interpsharp.demo.images import CLASSNAMES
 from interpsharp.demo.model_config import create_tiny_clip, tiny_clip_tokenizer
 from interpsharp.demo.pretrain import pretraining_pairs
 from interpsharp.demo.training import warmup_cosine
+from interpsharp.classifier import Preprocess
 from interpsharp.evaluate import normalize_images
 
 
@@ -56,7 +57,7 @@ def _images(n: int = 8) -> torch.Tensor:
 def test_light_augmentation_without_shift_is_identity_or_mirror():
     images = _images()
     out = augment(images, "light", torch.Generator().manual_seed(1), max_shift=0)
-    plain, mirrored = normalize_images(images), normalize_images(images.flip(-1))
+    plain, mirrored = normalize_images(images, Preprocess()), normalize_images(images.flip(-1), Preprocess())
     for i in range(len(images)):
         assert torch.equal(out[i], plain[i]) or torch.equal(out[i], mirrored[i])
     assert not torch.equal(out, plain) and not torch.equal(out, mirrored)  # both branches taken
@@ -72,7 +73,7 @@ def test_light_augmentation_is_a_flip_then_edge_replicating_shift():
         c = (w - 1 - torch.arange(w)) if flip else torch.arange(w)
         c = (c - dx).clamp(0, w - 1)
         r = (torch.arange(h) - dy).clamp(0, h - 1)
-        return normalize_images(coded[:, r][:, :, c][None])[0]
+        return normalize_images(coded[:, r][:, :, c][None], Preprocess())[0]
 
     candidates = [moved(f, dx, dy) for f in (False, True) for dx in range(-3, 4) for dy in range(-3, 4)]
     matched = [next(k for k, c in enumerate(candidates) if torch.equal(o, c)) for o in out]  # StopIteration = no match
@@ -85,7 +86,7 @@ def test_augmentations_are_seeded():
         a = augment(images, kind, torch.Generator().manual_seed(3))
         b = augment(images, kind, torch.Generator().manual_seed(3))
         assert torch.equal(a, b) and a.dtype == torch.float32 and a.shape == images.shape
-    assert torch.equal(augment(images, "none", torch.Generator()), normalize_images(images))
+    assert torch.equal(augment(images, "none", torch.Generator()), normalize_images(images, Preprocess()))
 
 
 def test_bad_hyperparameters_are_refused():

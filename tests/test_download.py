@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import multiprocessing
+import os
 import re
 import tarfile
 import threading
@@ -24,6 +25,7 @@ from interpsharp.download import (
     DatasetMissingError,
     DownloadError,
     read_manifest,
+    recheck_file,
     record_in_manifest,
     require_local_dataset,
     resolve_source,
@@ -374,3 +376,26 @@ def test_cli_download_verify_and_errors(server, tmp_path, capsys):
     assert main(["download", "unused", "-o", str(dest), "--manifest", str(manifest), "--verify-only"]) == 2
     assert main(["download", f"{server.url}/nope.tar", "-o", str(tmp_path / "nope.tar"), "--quiet"]) == 2
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_recheck_hashes_only_files_changed_since_they_were_hashed(server, tmp_path):
+    manifest = tmp_path / "manifest.json"
+    dest = tmp_path / "data.bin"
+    download_file(f"{server.url}/data.bin", dest, manifest=manifest)
+    assert read_manifest(manifest)["data.bin"]["mtime_ns"] == dest.stat().st_mtime_ns
+    assert recheck_file(dest, manifest) is False  # size and mtime as recorded: not hashed again
+    # Proof that the quick path does not hash: a wrong recorded hash goes unnoticed while the
+    # file is untouched, and is caught as soon as its modification time moves.
+    entry = read_manifest(manifest)["data.bin"]
+    record_in_manifest(manifest, "data.bin", {**entry, "sha256": "0" * 64})
+    assert recheck_file(dest, manifest) is False
+    os.utime(dest, ns=(dest.stat().st_atime_ns, dest.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ChecksumError, match="data.bin: sha256"):
+        recheck_file(dest, manifest)
+    record_in_manifest(manifest, "data.bin", entry)
+    assert recheck_file(dest, manifest) is True  # touched, same bytes: hashed, and the new mtime recorded
+    assert read_manifest(manifest)["data.bin"]["mtime_ns"] == dest.stat().st_mtime_ns
+    assert recheck_file(dest, manifest) is False
+    # A pinned sha256 other than the recorded one is always checked in full.
+    with pytest.raises(ChecksumError, match="pinned in the config"):
+        recheck_file(dest, manifest, expected_sha256="f" * 64)

@@ -205,3 +205,27 @@ def test_cli_prices_the_paper_world_at_measured_throughputs(tmp_path, capsys):
     assert "Test GPU" in out and "8,800" in out and "4,400" in out and "hours_configured_spec" in out
     assert main(["estimate", "--config", str(path), "--throughputs", str(_measured(tmp_path / "f.json", {"fp32": 1.0}))]) == 2
     assert "f.json" in capsys.readouterr().err
+
+
+def test_objectnet_is_priced_in_the_paper_world_and_custom_worlds_count_their_checkpoints(capsys):
+    paper = cost_inputs_from_config({}, layer_fractions=[1.0])
+    assert paper.eval_images == 50000 + 7500 + 30000 + 50889 + 10000 + 18574
+    custom = {"world": "custom", "finetuned": {"checkpoints": {"a": {"path": "a.pt"}, "b": {"path": "b.pt"}, "c": {"path": "c.pt"}}},
+              "datasets": {"id": "mine", "ood": ["shifted"], "main_ood": "shifted"}}
+    inputs = cost_inputs_from_config(custom, dataset_sizes={"mine": 1000, "shifted": 300}, layer_fractions=[1.0])
+    assert inputs.models == 3 and inputs.eval_images == 1300
+    with pytest.raises(KeyError, match="dataset 'mine': size unknown"):
+        cost_inputs_from_config(custom, layer_fractions=[1.0])
+    with pytest.raises(ValueError, match="demo world runs on a CPU"):
+        cost_inputs_from_config({"world": "demo"}, layer_fractions=[1.0])
+
+
+def test_estimate_cli_takes_the_sizes_of_your_own_sets(tmp_path, capsys):
+    config = tmp_path / "custom.yaml"
+    config.write_text(yaml.safe_dump({"world": "custom", "zeroshot": {"model_name": "ViT-B-16"},
+                                      "finetuned": {"checkpoints": {"a": {"path": "a.pt"}, "b": {"path": "b.pt"}}},
+                                      "datasets": {"id": "mine", "ood": ["shifted"], "main_ood": "shifted"}}))
+    assert main(["estimate", "--config", str(config), "--dataset-size", "mine=1000", "--dataset-size", "shifted=300",
+                 "--precision", "bf16"]) == 0
+    assert "total" in capsys.readouterr().out
+    assert main(["estimate", "--config", str(config), "--dataset-size", "mine"]) == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interpsharp.checkpoints import classifier_from_state
-from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD, CLIPClassifier
+from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD, CLIPClassifier, Preprocess
 from interpsharp.data import EvalCache, load_cache, write_cache
 from interpsharp.evaluate import (
     PATH_COLUMNS,
@@ -27,16 +27,17 @@ from interpsharp.layers import layer_groups
 from conftest import TINY_ARCH, tiny_classifier
 
 
-def _numpy_normalize(images: np.ndarray) -> np.ndarray:
-    mean = np.asarray(OPENAI_MEAN, dtype=np.float64).reshape(1, 3, 1, 1)
-    std = np.asarray(OPENAI_STD, dtype=np.float64).reshape(1, 3, 1, 1)
+def _numpy_normalize(images: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> np.ndarray:
+    mean = np.asarray(mean, dtype=np.float64).reshape(1, 3, 1, 1)
+    std = np.asarray(std, dtype=np.float64).reshape(1, 3, 1, 1)
     return ((images.astype(np.float64) / 255.0 - mean) / std).astype(np.float32)
 
 
-def _hand_eval(model: CLIPClassifier, images: np.ndarray, labels: np.ndarray, subset=None) -> tuple[float, float]:
+def _hand_eval(model: CLIPClassifier, images: np.ndarray, labels: np.ndarray, subset=None,
+               mean=OPENAI_MEAN, std=OPENAI_STD) -> tuple[float, float]:
     """Accuracy and mean cross-entropy from the model's logits, computed in numpy (float64)."""
     with torch.no_grad():
-        logits = model(torch.from_numpy(_numpy_normalize(images))).double().numpy()
+        logits = model(torch.from_numpy(_numpy_normalize(images, mean, std))).double().numpy()
     if subset is not None:
         logits = logits[:, subset]
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -103,12 +104,31 @@ def test_indices_select_images(tmp_path: Path):
 def test_normalize_images_matches_formula():
     images = torch.randint(0, 256, (2, 3, 5, 4), dtype=torch.uint8)
     expected = torch.from_numpy(_numpy_normalize(images.numpy()))
-    torch.testing.assert_close(normalize_images(images), expected, atol=1e-6, rtol=0)
-    half = normalize_images(images, dtype=torch.bfloat16)
+    torch.testing.assert_close(normalize_images(images, Preprocess()), expected, atol=1e-6, rtol=0)
+    half = normalize_images(images, Preprocess(), dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), expected, atol=2e-2, rtol=1e-2)
+    laion = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    torch.testing.assert_close(normalize_images(images, laion), images.float() / 127.5 - 1.0, atol=1e-6, rtol=0)
     with pytest.raises(TypeError, match="uint8"):
-        normalize_images(images.float())
+        normalize_images(images.float(), Preprocess())
+
+
+def test_evaluation_normalises_with_the_models_own_constants(tmp_path: Path):
+    """A tower trained with mean/std 0.5 (LAION's ViT-L-14) is scored on its own input scale,
+    not OpenAI's: the hand computation with its constants agrees, OpenAI's does not."""
+    laion = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    model = tiny_classifier(seed=4)
+    model.preprocess = Preprocess(*laion)
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (12, 3, 16, 16), dtype=np.uint8)
+    labels = rng.integers(0, 5, 12)
+    write_cache(tmp_path / "c", images, labels, [f"class {i}" for i in range(5)])
+    result = evaluate(model, load_cache(tmp_path / "c"), batch_size=5, device="cpu", progress=False)
+    own = _hand_eval(model, images, labels, mean=laion[0], std=laion[1])
+    openai = _hand_eval(model, images, labels)
+    assert result.loss == pytest.approx(own[1], rel=1e-5) and result.accuracy == pytest.approx(own[0], abs=1e-12)
+    assert abs(result.loss - openai[1]) > 1e-3
 
 
 def test_bf16_precisions_cast_in_place_and_invalid_precision_is_refused(tmp_path: Path):
@@ -212,3 +232,31 @@ def test_path_that_leaves_tensors_unset_is_refused(tmp_path: Path, endpoints):
     cache = _make_cache(tmp_path / "a", model, n=2, num_classes=5, seed=8)
     with pytest.raises(StateDictMismatch, match="classification_head.bias"):
         evaluate_path(model, InterpolationPath(partial, partial_1), {"a": cache}, [0.0], device="cpu", progress=False)
+
+
+def test_grouped_classes_score_the_maximum_logit_of_their_head_classes(tmp_path: Path):
+    """ObjectNet's projection (WiSE-FT's project_logits): class k of the set scores
+    max(logits[:, groups[k]]), against a numpy hand computation; groups of unequal size."""
+    from interpsharp.sharpness import cross_entropy_criterion
+
+    model = tiny_classifier(seed=5)
+    groups = [[0, 3], [1], [4, 2, 0]]
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (11, 3, 16, 16), dtype=np.uint8)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(_numpy_normalize(images))).double().numpy()
+    projected = np.stack([logits[:, g].max(axis=1) for g in groups], axis=1)
+    labels = np.where(np.arange(11) % 2 == 0, projected.argmax(axis=1), rng.integers(0, 3, 11))
+    write_cache(tmp_path / "c", images, labels, ["pet", "bird", "other"], meta={"class_groups": groups})
+    cache = load_cache(tmp_path / "c")
+    assert cache.class_groups == groups
+    shifted = projected - projected.max(axis=1, keepdims=True)
+    expected_loss = -(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))[np.arange(11), labels].mean()
+    result = evaluate(model, cache, batch_size=4, device="cpu", progress=False)
+    assert 0 < result.accuracy < 1
+    assert result.accuracy == pytest.approx((projected.argmax(axis=1) == labels).mean(), abs=1e-12)
+    assert result.loss == pytest.approx(expected_loss, rel=1e-5)
+    criterion = cross_entropy_criterion(class_groups=groups)
+    with torch.no_grad():
+        loss = criterion(model(torch.from_numpy(_numpy_normalize(images))), torch.from_numpy(labels))
+    assert loss.item() == pytest.approx(expected_loss, rel=1e-5)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from interpsharp.data import load_cache, write_cache
 from interpsharp.evaluate import evaluate_path
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups
@@ -21,12 +23,13 @@ from test_evaluate import _make_cache
 
 ARCH_1000 = replace(TINY_ARCH, num_classes=1000)
 SUBSET = [3, 17, 256, 511, 998]
+GROUPS = [[3, 17], [256], [998, 511, 0]]  # ObjectNet-style: a class's logit is its group's maximum
 
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    """Endpoints with a 1000-way head, a plain cache and a 200-class-style subset cache, both
-    with a ragged last batch at batch size 4."""
+    """Endpoints with a 1000-way head, a plain cache, a 200-class-style subset cache and an
+    ObjectNet-style grouped cache, all with a ragged last batch at batch size 4."""
     theta_0 = tiny_classifier(seed=20, arch=ARCH_1000).state_dict()
     theta_1 = tiny_classifier(seed=21, arch=ARCH_1000).state_dict()
     probe = tiny_classifier(seed=20, arch=ARCH_1000)
@@ -34,6 +37,11 @@ def setup(tmp_path: Path):
         "plain": _make_cache(tmp_path / "plain", probe, n=11, num_classes=1000, seed=1, name="plain"),
         "subset": _make_cache(tmp_path / "subset", probe, n=9, num_classes=len(SUBSET), seed=2, subset=SUBSET, name="subset"),
     }
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (10, 3, 16, 16), dtype=np.uint8)
+    write_cache(tmp_path / "grouped", images, rng.integers(0, 3, 10), ["a", "b", "c"],
+                meta={"name": "grouped", "class_groups": GROUPS})
+    caches["grouped"] = load_cache(tmp_path / "grouped")
     return theta_0, theta_1, caches
 
 

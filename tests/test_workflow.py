@@ -53,7 +53,7 @@ def write_config(path: Path, base: Path, **overrides: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("config", ["config.yaml", "config/demo.yaml"])
+@pytest.mark.parametrize("config", ["config.yaml", "config/demo.yaml", "config/example-custom.yaml"])
 def test_lint_has_no_findings(tmp_path, config):
     result = snakemake(["--lint", "--configfile", str(ROOT / config)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -72,6 +72,7 @@ def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
     expected = {
         "download_finetuned": models,
         "build_zeroshot_classifier": 1,
+        "id_classes": 1,
         "download_dataset": downloaded,
         "unpack_dataset": downloaded,
         "build_cache": len(datasets),
@@ -100,6 +101,9 @@ def test_paper_world_dry_run_shows_the_full_dag_without_data(tmp_path):
     }
     assert job_counts(result.stdout + result.stderr) == {**expected, "total": sum(expected.values())}
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+    # ObjectNet is the paper world's fifth shift, cached from the folder the user provides.
+    assert "objectnet" in datasets and config["datasets"]["sources"]["objectnet"]["layout"] == "objectnet"
+    assert len(datasets) == 6
 
 
 def test_demo_profile_plans_the_demo_world(tmp_path):
@@ -147,6 +151,7 @@ def test_paper_world_run_stops_before_any_job_when_user_data_is_missing(tmp_path
     assert result.returncode != 0
     assert "datasets.sources.imagenet.path" in result.stderr
     assert "datasets.sources.imagenet-sketch.path" in result.stderr
+    assert "datasets.sources.objectnet.path" in result.stderr and "https://objectnet.dev/download.html" in result.stderr
     assert not (tmp_path / "resources").exists(), "a job ran although the run should have stopped first"
 
 
@@ -159,6 +164,13 @@ def test_paper_world_run_stops_before_any_job_when_user_data_is_missing(tmp_path
         ({"general_sharpness": {"rho": -1.0}}, "general_sharpness.rho", "less than or equal to the minimum of 0"),
         ({"datasets": {"main_ood": "imagenet"}}, "datasets.main_ood", "['imagenet-a', 'imagenet-r'"),
         ({"interpolation": {"alphas": [0.0, 0.5]}}, "interpolation.alphas", "both endpoints 0 and 1"),
+        ({"finetuned": {"models": [1, 2], "checkpoints": {"mine": {"path": "mine.pt"}}}}, "finetuned.checkpoints",
+         "cannot be combined with finetuned.models"),
+        ({"finetuned": {"checkpoints": {"bad name": {"path": "x.pt"}}}}, "finetuned.checkpoints", "does not match"),
+        ({"finetuned": {"checkpoints": {"both": {"path": "x.pt", "url": "http://x/y.pt"}}}}, "finetuned.checkpoints.both",
+         "is not valid under any of the given schemas"),
+        ({"datasets": {"image_size": 336}}, "datasets.image_size", "ViT-B-32-quickgelu takes 224 px images"),
+        ({"zeroshot": {"model_config": "elsewhere/my-vit.json"}}, "zeroshot.model_name", "must be 'my-vit'"),
     ],
 )
 def test_bad_config_value_stops_before_any_job_naming_key_and_allowed_values(tmp_path, overrides, key, allowed):
@@ -168,6 +180,33 @@ def test_bad_config_value_stops_before_any_job_naming_key_and_allowed_values(tmp
     assert f"invalid config: '{key}'" in result.stderr, result.stderr[-2000:]
     assert allowed in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_imagefolder_keys_are_refused_on_layouts_with_fixed_classes(tmp_path):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["datasets"]["sources"]["imagenet-a"]["subset"] = True
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(["-n", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ("invalid config: 'datasets.sources.imagenet-a': subset apply to layout 'imagefolder' only; 'imagenet-a' has "
+            "its classes fixed") in output, output[-2000:]
+
+
+def test_the_example_custom_config_plans_the_custom_world(tmp_path):
+    """config/example-custom.yaml as shipped (its files stood in by empty ones: a dry run reads
+    nothing): your checkpoint files are imported, your folders cached, nothing downloaded."""
+    config = yaml.safe_load((ROOT / "config/example-custom.yaml").read_text())
+    for entry in config["finetuned"]["checkpoints"].values():
+        (tmp_path / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / entry["path"]).write_bytes(b"")
+    result = snakemake(["-n", "--quiet", "rules", "--configfile", str(ROOT / "config/example-custom.yaml")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    models, alphas = len(config["finetuned"]["checkpoints"]), 21
+    assert counts["import_finetuned"] == models and counts["build_cache"] == 1 + len(config["datasets"]["ood"])
+    assert counts["evaluate_interpolation"] == models * alphas and counts["id_classes"] == 1
+    assert not {"download_finetuned", "download_dataset", "unpack_dataset"} & set(counts)
 
 
 def test_paper_config_spells_out_exactly_the_schema_defaults():

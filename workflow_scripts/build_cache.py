@@ -1,21 +1,26 @@
-"""Decode one evaluation set into a cache (images decoded once, memory-mapped later)."""
+"""Decode one evaluation set into a cache (images decoded once, memory-mapped later), its
+classes related to the ID set's."""
 
 from workflow_job import start
 
 start(snakemake, torch_threads=False)
 
-from interpsharp.datasets import build_cache
+from interpsharp.class_maps import read_head_classes
+from interpsharp.datasets import ClassSource, build_cache
 from interpsharp.download import require_local_dataset
 
 dataset = snakemake.wildcards.dataset
-if snakemake.params.user_provided:
-    require_local_dataset(snakemake.params.root, dataset, snakemake.params.layout)
+params = snakemake.params
+if params.user_provided:
+    require_local_dataset(params.root, dataset, params.layout)
 build_cache(
-    snakemake.params.layout,
-    snakemake.params.root,
+    params.layout,
+    params.root,
     snakemake.output[0],
-    image_size=snakemake.params.image_size,
-    limit=snakemake.params.limit,
+    image_size=params.image_size,
+    limit=params.limit,
     workers=snakemake.threads,
     name=dataset,
+    head_classnames=read_head_classes(snakemake.input.id_classes),
+    classes=ClassSource(classnames=params.classnames, subset=params.subset, mapping=params.class_mapping),
 )

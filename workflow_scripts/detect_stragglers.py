@@ -27,13 +27,13 @@ from interpsharp.tables import read_tsv, write_tsv
 
 params = snakemake.params
 name = snakemake.wildcards.model
-model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
-images, labels, class_subset = sharpness_inputs(
-    snakemake.input.cache, params.n_samples, params.seed, params.device, params.main_ood, params.selection
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device)
+images, labels, scoring = sharpness_inputs(
+    snakemake.input.cache, params.n_samples, params.seed, params.device, params.main_ood, params.selection, model.preprocess
 )
 sharpness = layerwise_sharpness(
     model, path, [params.alpha], images, labels, [params.rho], params.n_iter, params.seed, mode=params.mode,
-    class_subset=class_subset, batch_size=params.batch_size, precision=params.precision,
+    **scoring, batch_size=params.batch_size, precision=params.precision,
     model_name=name, dataset=params.dataset,
 )
 by_sharpness = stragglers_by_sharpness(sharpness, params.eps, params.eps_rel, alpha=params.alpha, k=params.k).assign(

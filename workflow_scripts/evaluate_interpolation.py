@@ -8,7 +8,7 @@ start(snakemake)
 from interpsharp.evaluate import path_table, score_path
 
 params = snakemake.params
-model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device)
 caches = load_caches(dict(zip(params.datasets, snakemake.input.caches)))
 scored = score_path(
     model, path, caches, params.alphas, model_name=snakemake.wildcards.model, batch_size=params.batch_size,

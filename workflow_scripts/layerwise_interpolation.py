@@ -10,7 +10,7 @@ from interpsharp.layerwise_interpolation import layerwise_interpolation
 from interpsharp.tables import write_tsv
 
 params = snakemake.params
-model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device)
 caches = load_caches(dict(zip(params.datasets, snakemake.input.caches)))
 table = layerwise_interpolation(
     model, path, caches, params.alphas, model_name=snakemake.wildcards.model, batch_size=params.batch_size,

@@ -14,7 +14,7 @@ from interpsharp.tables import read_tsv, write_tsv
 
 params = snakemake.params
 name = snakemake.wildcards.model
-model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device, params.head_width)
+model, path = load_endpoints(snakemake.input.zeroshot, snakemake.input.finetuned, params.device)
 stragglers = read_tsv(snakemake.input.stragglers, required=["model", "criterion", "layer", "straggler"])
 layers = straggler_layers(stragglers[stragglers["criterion"] == params.criterion], name)
 pruned, masks = prune_stragglers(path.theta_1, layer_groups(model), layers, params.seed, params.probability)

@@ -45,16 +45,17 @@ def stamp_tables(snakemake: Any) -> None:
     print(f"provenance stamp {state['stamp'][:12]} (commit {state['code']['commit']}, dirty {state['code']['dirty']})")
 
 
-def load_endpoints(zeroshot: str, finetuned: str, device: str, head_width: int):
+def load_endpoints(zeroshot: str, finetuned: str, device: str):
     """theta_0 as the one preallocated model every alpha is written into (on the device), and
-    the path."""
+    the path. theta_1 is loaded like theta_0: same architecture (else the first differing key
+    is named), and theta_0's activation and normalisation where its file does not say."""
     from interpsharp.checkpoints import load_classifier
     from interpsharp.evaluate import pick_device
     from interpsharp.interpolate import InterpolationPath
 
     target = pick_device(device)
-    model = load_classifier(zeroshot, head_width=head_width)
-    theta_1 = load_classifier(finetuned, head_width=head_width)
+    model = load_classifier(zeroshot)
+    theta_1 = load_classifier(finetuned, like=model)
     path = InterpolationPath(model.state_dict(), theta_1.state_dict(), device=target)
     return model.to(target), path
 
@@ -85,10 +86,13 @@ def main_ood_splits(caches: dict, main_ood: str, selection: dict) -> dict:
     return {main_ood: selection_split(caches[main_ood], selection).parts()} if main_ood in caches else {}
 
 
-def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str, main_ood: str, selection: dict):
-    """The fixed evaluation subset of a sharpness job: normalised images and labels on the
-    device, and the cache's class subset (200-class sets are scored on 1000-way logits). On the
-    main OOD set the subset is drawn from the selection part: held-out images only score gains."""
+def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: str, main_ood: str, selection: dict,
+                     preprocess):
+    """The fixed evaluation subset of a sharpness job: images normalised with the model's
+    ``preprocess`` and labels, on the device, and how the cache's classes are scored on the
+    head (``class_subset`` for 200-class sets, ``class_groups`` for ObjectNet), as keywords. On
+    the main OOD set the subset is drawn from the selection part: held-out images only score
+    gains."""
     from interpsharp.data import load_cache
     from interpsharp.evaluate import normalize_images, pick_device
     from interpsharp.subsets import select_subset
@@ -98,7 +102,8 @@ def sharpness_inputs(cache_dir: str, n_samples: int | None, seed: int, device: s
     indices = select_subset(len(cache), n_samples, seed, within=within)
     images, labels = next(cache.batches(len(indices), indices))
     target = pick_device(device)
-    return normalize_images(images.to(target)), labels.to(target), cache.class_subset
+    scoring = {"class_subset": cache.class_subset, "class_groups": cache.class_groups}
+    return normalize_images(images.to(target), preprocess), labels.to(target), scoring
 
 
 def files(named) -> list[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-#: Every model-loading command's default: OpenAI's ViTs use 64 (not readable from the weights).
-HEAD_WIDTH_DEFAULT = 64
 
 
 def add_checkpoint_pair(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +26,11 @@ def add_alphas(parser: argparse.ArgumentParser, *aliases: str) -> None:
 
 
 def add_head_width(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--head-width", type=int, default=HEAD_WIDTH_DEFAULT,
-                        help="attention head width (OpenAI ViTs: %(default)s)")
+    """Checkpoints written by this tool record their head width; older model-soups files do not."""
+    parser.add_argument(
+        "--head-width", type=int,
+        help="attention head width of a checkpoint that does not record it (default: recorded, else 64 as in OpenAI ViTs)",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser, what: str = "") -> None:

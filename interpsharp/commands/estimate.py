@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="measured images/s per precision (JSON from benchmarks/gpu_acceptance.py): hours on that "
                        "GPU next to SPEC's")
     parser.add_argument("--gflops", type=float, help="GFLOPs of one image forward (default: ViT-B/32's 5.9)")
+    parser.add_argument(
+        "--dataset-size", action="append", default=[], metavar="NAME=N",
+        help="images of an evaluation set the estimate does not know (your own sets); repeatable",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     config = yaml.safe_load(path.read_text()) or {}
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level")
+    sizes = {}
+    for item in args.dataset_size:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit():
+            raise ValueError(f"--dataset-size {item!r}: expected NAME=N, e.g. mydata=5000")
+        sizes[name] = int(count)
     gflops = args.gflops or VIT_B32_GFLOPS
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:,.2f}".format):
         if args.throughputs:
@@ -73,13 +83,13 @@ def run(args: argparse.Namespace) -> int:
             print(table.rename(columns={"forwards_naive": "Mfwd_naive", "forwards_cached": "Mfwd_cached"}).to_string(index=False))
         elif args.throughput or args.precision:
             rate = args.throughput or SPEC_THROUGHPUTS[args.precision]
-            table = estimate_cost(config, rate, gflops)
+            table = estimate_cost(config, rate, gflops, dataset_sizes=sizes)
             table["forwards_naive"] = table["forwards_naive"] / 1e6
             table["forwards_cached"] = table["forwards_cached"] / 1e6
             print(f"{path}: {rate:,.0f} images/s, {gflops} GFLOP/image; forwards in millions, FLOPs in PFLOP")
             print(table.drop(columns="precision").rename(columns={"forwards_naive": "Mfwd_naive", "forwards_cached": "Mfwd_cached"}).to_string(index=False))
         else:
-            table = estimate_by_precision(config)
+            table = estimate_by_precision(config, dataset_sizes=sizes)
             table["forwards_naive"] = table["forwards_naive"] / 1e6
             table["forwards_cached"] = table["forwards_cached"] / 1e6
             print(f"{path}: GPU-hours on one H100 at SPEC's measured throughputs; forwards in millions")

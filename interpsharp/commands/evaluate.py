@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         caches[cache.name] = cache
     device = pick_device(args.device)
     model = load_classifier(args.zeroshot, head_width=args.head_width)
-    finetuned = load_classifier(args.finetuned, head_width=args.head_width)
+    finetuned = load_classifier(args.finetuned, like=model)
     path = InterpolationPath(model.state_dict(), finetuned.state_dict(), device=device)
     del finetuned
     common = dict(model_name=args.model_name or Path(args.finetuned).stem, batch_size=args.batch_size, device=device,

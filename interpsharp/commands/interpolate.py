@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} is outside [0, 1] (0 = zero-shot, 1 = fine-tuned)")
     model = load_classifier(args.zeroshot, head_width=args.head_width)
-    finetuned = load_classifier(args.finetuned, head_width=args.head_width)
+    finetuned = load_classifier(args.finetuned, like=model)
     only = None
     if args.layer is not None:
         groups = layer_groups(model)

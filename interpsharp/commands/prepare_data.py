@@ -9,7 +9,9 @@ import argparse
 LAYOUT_HELP = (
     "imagenet, imagenet-sketch: 1000 WordNet-ID folders like n01440764/; "
     "imagenet-a, imagenet-r: 200 WordNet-ID folders; "
-    "imagenetv2 (matched frequency): 1000 folders named 0 .. 999"
+    "imagenetv2 (matched frequency): 1000 folders named 0 .. 999; "
+    "objectnet: objectnet-1.0/images (the 113 classes that overlap ImageNet, all 18,574 images); "
+    "imagefolder: one folder per class, any names"
 )
 
 
@@ -32,17 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-per-class", type=int, help="keep the first N files of each class (by name)")
     parser.add_argument("--limit", type=int, help="then keep N images evenly spaced over the classes")
     parser.add_argument("--workers", type=int, default=1, help="decoding threads (default: %(default)s)")
+    parser.add_argument(
+        "--like-cache", metavar="DIR",
+        help="the ID set's cache: this set's classes are checked against (and labelled by) its classes, the head's",
+    )
+    parser.add_argument("--classnames", metavar="JSON", help="imagefolder: {folder: class name} (default: folder names)")
+    parser.add_argument("--subset", action="store_true", help="imagefolder: the classes are a subset of the ID set's")
+    parser.add_argument("--class-mapping", metavar="JSON", help="imagefolder: {class: [ID classes]}, logits max-projected")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from interpsharp.data import load_cache
-    from interpsharp.datasets import build_cache
+    from interpsharp.datasets import ClassSource, build_cache
 
+    head = load_cache(args.like_cache).classnames if args.like_cache else None
     out = build_cache(
         args.layout, args.root, args.output, image_size=args.image_size, max_per_class=args.max_per_class,
-        limit=args.limit, workers=args.workers, name=args.name, progress=not args.no_progress,
+        limit=args.limit, workers=args.workers, name=args.name, progress=not args.no_progress, head_classnames=head,
+        classes=ClassSource(classnames=args.classnames, subset=args.subset, mapping=args.class_mapping),
     )
     cache = load_cache(out)
     print(f"wrote {out}: {len(cache)} images, {len(cache.classnames)} classes, name {cache.name!r}")

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from interpsharp.checkpoints import load_classifier
     from interpsharp.data import load_cache
-    from interpsharp.evaluate import normalize_images, pick_device
+    from interpsharp.evaluate import check_outputs, normalize_images, pick_device
     from interpsharp.interpolate import InterpolationPath
     from interpsharp.sharpness import PRECISIONS, general_sharpness, layerwise_sharpness
     from interpsharp.subsets import select_subset
@@ -86,16 +86,18 @@ def run(args: argparse.Namespace) -> int:
     cache = load_cache(args.data)
     device = pick_device(args.device)
     zeroshot = load_classifier(args.zeroshot, head_width=args.head_width)
-    model = load_classifier(args.finetuned, head_width=args.head_width)
-    _check_classes(cache, model.arch.num_classes)
+    model = load_classifier(args.finetuned, like=zeroshot)
+    check_outputs(cache, model.arch.num_classes)
     path = InterpolationPath(zeroshot.state_dict(), model.state_dict(), device=device)
     del zeroshot
     model.to(device)
     subset = select_subset(len(cache), args.m, args.seed)
-    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device), dtype=PRECISIONS[args.precision])
+    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device), model.preprocess,
+                              dtype=PRECISIONS[args.precision])
     labels = torch.from_numpy(cache.labels[subset]).to(device)
     common = dict(
-        rhos=args.rho, n_iter=args.n_iter, seed=args.seed, class_subset=cache.class_subset, batch_size=args.batch_size,
+        rhos=args.rho, n_iter=args.n_iter, seed=args.seed, class_subset=cache.class_subset, class_groups=cache.class_groups,
+        batch_size=args.batch_size,
         precision=args.precision, antithetic=args.antithetic, model_name=args.model_name or Path(args.finetuned).stem,
         dataset=args.dataset or cache.name, progress=not args.no_progress,
     )
@@ -107,12 +109,3 @@ def run(args: argparse.Namespace) -> int:
     write_tsv(table, args.output)
     print(f"wrote {args.output}: {len(table)} rows ({len(subset)} images of {cache.path}, seed {args.seed})")
     return 0
-
-
-def _check_classes(cache: EvalCache, num_logits: int) -> None:
-    """The cache's labels must index the model's logits (directly or through the class subset)."""
-    if cache.class_subset is not None:
-        if max(cache.class_subset) >= num_logits:
-            raise ValueError(f"{cache.path}: class subset indexes up to {max(cache.class_subset)}, but the model has {num_logits} classes")
-    elif len(cache.classnames) != num_logits:
-        raise ValueError(f"{cache.path}: {len(cache.classnames)} classes, but the model has {num_logits}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
-from interpsharp.commands._arguments import add_device, add_head_width, add_output
+from interpsharp.commands._arguments import add_device, add_output
 
 
 
@@ -54,7 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'{}' marking the class name, e.g. 'a photo of a {}.' (default: %(default)s)",
     )
     parser.add_argument("--cache-dir", help="where open_clip keeps downloaded weights")
-    add_head_width(parser)
+    parser.add_argument(
+        "--model-config", metavar="JSON",
+        help="an open_clip model config of your own, registered under its file stem (then --model is that stem)",
+    )
+    parser.add_argument("--mean", type=float, nargs=3, help="input mean per channel (default: open_clip's for the tag, else the config's)")
+    parser.add_argument("--std", type=float, nargs=3, help="input std per channel (default: as --mean)")
     add_device(parser, "the text tower")
     add_output(parser, "checkpoint to write (.pt)")
     parser.set_defaults(func=run)
@@ -82,16 +87,19 @@ def check_templates(templates: Sequence, source: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interpsharp.checkpoints import build_zeroshot_classifier, save_classifier
+    from interpsharp.checkpoints import TowerSpec, build_zeroshot_classifier, save_classifier
     from interpsharp.evaluate import pick_device
+    from interpsharp.towers import register_model_config
 
     classnames = read_lines(args.classnames, CLASSNAMES, "class name")
     templates = read_lines(args.templates, TEMPLATES, "template")
     check_templates(templates, args.templates)
+    register_model_config(args.model_config)
     model = build_zeroshot_classifier(
         args.model, args.pretrained, classnames, templates,
-        cache_dir=args.cache_dir, head_width=args.head_width, device=pick_device(args.device),
+        cache_dir=args.cache_dir, device=pick_device(args.device), mean=args.mean, std=args.std,
     )
     save_classifier(model, args.output)
-    print(f"wrote {args.output}: {args.model} ({args.pretrained}), {len(classnames)} classes, {len(templates)} templates")
+    print(f"wrote {args.output}: {args.model} ({args.pretrained}), {len(classnames)} classes, {len(templates)} templates; "
+          f"tower: {TowerSpec.of(model).describe()}")
     return 0

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from interpsharp.checkpoints import save_classifier
 from interpsharp.classifier import CLIPClassifier
 from interpsharp.demo.training import configure_torch, warmup_cosine, write_record
+from interpsharp.classifier import Preprocess
 from interpsharp.evaluate import normalize_images
 
 AUGMENTATIONS = ("none", "light", "strong")
@@ -70,10 +71,14 @@ DEFAULT_SWEEP: tuple[FinetuneHparams, ...] = (
 )
 
 
+#: The tiny CLIP's input normalisation: OpenAI's constants (its open_clip config names none).
+OPENAI = Preprocess()
+
+
 def augment(images: torch.Tensor, kind: str, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
     """Augmented, OpenAI-normalised float images from a uint8 batch ``(B, 3, H, W)``."""
     if kind == "none":
-        return normalize_images(images)
+        return normalize_images(images, OPENAI)
     b, _, h, w = images.shape
     flip = torch.rand(b, generator=generator) < 0.5
     dy = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
@@ -85,7 +90,7 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator, max_shi
     cols = (cols - dx[:, None]).clamp(0, w - 1)
     shifted = images[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     if kind == "light":
-        return normalize_images(shifted.contiguous())
+        return normalize_images(shifted.contiguous(), OPENAI)
     x = shifted.float() / 255.0
     perm = torch.stack([torch.randperm(3, generator=generator) for _ in range(b)])
     x = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
@@ -95,7 +100,7 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator, max_shi
     x = (x - mean) * contrast + mean + brightness
     x = x + 0.05 * torch.randn(x.shape, generator=generator)
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    return normalize_images(x)
+    return normalize_images(x, OPENAI)
 
 
 def finetune_classifier(theta_0: CLIPClassifier, images: np.ndarray, labels: np.ndarray, hparams: FinetuneHparams,
@@ -103,7 +108,7 @@ def finetune_classifier(theta_0: CLIPClassifier, images: np.ndarray, labels: np.
     """Fine-tune a fresh copy of ``theta_0`` end to end on uint8 ``images``; ``theta_0`` is untouched."""
     configure_torch(threads)
     torch.manual_seed(seed)
-    model = CLIPClassifier(theta_0.arch, text_state=theta_0.text_state)
+    model = CLIPClassifier(theta_0.arch, text_state=theta_0.text_state, preprocess=theta_0.preprocess)
     model.load_state_dict(theta_0.state_dict())
     model.train()
     x_all = torch.from_numpy(np.ascontiguousarray(images))

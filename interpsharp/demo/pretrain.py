@@ -32,6 +32,7 @@ from interpsharp.demo.captions import PRETRAIN_STYLES, caption
 from interpsharp.demo.images import CLASSNAMES, STYLES, generate
 from interpsharp.demo.model_config import MODEL_NAME, create_tiny_clip, model_config, tiny_clip_tokenizer
 from interpsharp.demo.training import configure_torch, warmup_cosine, write_record
+from interpsharp.classifier import Preprocess
 from interpsharp.evaluate import normalize_images
 
 #: ``logit_scale`` is clamped at ln(100), as in CLIP.
@@ -134,7 +135,7 @@ def pretrain_clip(pairs: PretrainingPairs, config: PretrainConfig, seed: int, th
         batch = perm[cursor:cursor + config.batch_size]
         cursor += config.batch_size
         distinct, inverse = torch.unique(caption_ids[batch], return_inverse=True)
-        image_features = model.encode_image(normalize_images(images[batch]), normalize=True)
+        image_features = model.encode_image(normalize_images(images[batch], Preprocess()), normalize=True)
         text_features = model.encode_text(tokens[distinct], normalize=True)[inverse]
         loss = loss_fn(image_features, text_features, model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
