@@ -61,8 +61,12 @@ def test_commands_that_run_a_model_share_one_definition_of_its_options():
             same = ("default", "type", "nargs") + (() if name == "--precision" else ("help",))
             assert [getattr(options[name], key) for key in same] == [getattr(reference[name], key) for key in same], (command, name)
         assert "fp32" in options.get("--precision", options.get("--candidates")).choices
-    for command in ("evaluate", "sharpness", "interpolate", "prune", "layers", "zeroshot"):
-        assert _options(command)["--head-width"].default == 64, command
+    # --head-width only fills in what a checkpoint does not record (None: take the recorded one);
+    # zeroshot reads it from the open_clip model config instead.
+    loaders = ("evaluate", "sharpness", "interpolate", "prune", "layers", "check-precision")
+    assert {_options(command)["--head-width"].default for command in loaders} == {None}
+    assert len({_options(command)["--head-width"].help for command in loaders}) == 1
+    assert "--head-width" not in _options("zeroshot")
 
 
 def test_help_texts_written_out_match_the_registries():
