@@ -86,7 +86,9 @@ def selection_split(labels: np.ndarray, fraction: float, seed: int) -> Selection
     Of each class's ``n_c`` images, ``round(fraction * n_c)`` (half-up, at least one and at
     most ``n_c - 1`` when the class has two or more images, so every class is in both parts)
     with the smallest hash of ``("selection", seed, index)`` form the selection part; the rest
-    are held out. A class with a single image goes to the selection part.
+    are held out. Images that are their class's only one cannot be in both parts: they are
+    pooled and split the same way as one group, so a set with one image per class (a small
+    rehearsal, a 1-shot probe) still has a held-out part of the requested size.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"selection fraction must lie strictly between 0 and 1, got {fraction}")
@@ -94,11 +96,15 @@ def selection_split(labels: np.ndarray, fraction: float, seed: int) -> Selection
     if labels.ndim != 1 or len(labels) < 2:
         raise ValueError(f"need a 1-d label array of at least 2 images to split, got shape {labels.shape}")
     keys = _hash_keys("selection", seed, np.arange(len(labels)))
+    classes, counts = np.unique(labels, return_counts=True)
+    groups = [np.flatnonzero(labels == label) for label in classes[counts > 1]]
+    singletons = np.flatnonzero(np.isin(labels, classes[counts == 1]))
+    if len(singletons):
+        groups.append(singletons)
     chosen = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
+    for members in groups:
         k = int(np.floor(fraction * len(members) + 0.5))
-        k = 1 if len(members) == 1 else min(max(k, 1), len(members) - 1)
+        k = min(max(k, 1), len(members) - 1) if len(members) > 1 else 1
         chosen.append(members[np.argsort(keys[members], kind="stable")[:k]])
     selection = np.sort(np.concatenate(chosen))
     heldout = np.setdiff1d(np.arange(len(labels)), selection, assume_unique=True)

@@ -144,5 +144,6 @@ def test_the_zero_shot_accuracy_in_the_tables_is_open_clips_gelu_tower_on_the_ca
         if cache.class_subset is not None:
             logits = logits[:, cache.class_subset]
         expected = (logits.argmax(dim=1).numpy() == cache.labels).mean()
-        rows = table[(table["dataset"] == dataset) & (table["alpha"] == 0) & (table["metric"] == "accuracy")]
+        rows = table[(table["dataset"] == dataset) & (table["split"] == "all") & (table["alpha"] == 0)
+                     & (table["metric"] == "accuracy")]
         assert len(rows) == 2 and np.allclose(rows["value"], expected), dataset

@@ -82,3 +82,19 @@ def test_every_class_with_two_images_is_in_both_parts_at_extreme_fractions(fract
     split = selection_split(labels, fraction, seed=0)
     for label in range(4):
         assert (labels[split.selection] == label).any() and (labels[split.heldout] == label).any()
+
+
+def test_classes_with_one_image_are_split_as_one_pool():
+    """One image per class (a rehearsal-sized set) still gives a held-out part of the requested
+    size; classes with more images keep both parts; the pool's share follows the fraction."""
+    labels = np.concatenate([np.arange(200), np.repeat([500, 501], 4)])
+    split = selection_split(labels, fraction=0.5, seed=3)
+    single = np.arange(200)
+    assert len(np.intersect1d(split.selection, single)) == 100
+    assert len(np.intersect1d(split.heldout, single)) == 100
+    for label in (500, 501):
+        members = np.flatnonzero(labels == label)
+        assert len(np.intersect1d(split.selection, members)) == 2
+    assert len(np.union1d(split.selection, split.heldout)) == len(labels)
+    lone = selection_split(np.array([7, 8, 9]), fraction=0.3, seed=0)
+    assert len(lone.selection) == 1 and len(lone.heldout) == 2
