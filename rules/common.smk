@@ -365,6 +365,22 @@ def path_job_alphas(wildcards):
     return [float(a) for a in ALPHAS] if PER_MODEL_PATHS else [float(wildcards.alpha)]
 
 
+#: Wildcards part of a pruning job's log and benchmark file names, and its mask seeds' files.
+PRUNE_JOB = "{model}/all_seeds" if PER_MODEL_PATHS else "{model}/seed_{seed}"
+SEEDS_PER_PRUNE_JOB = len(MASK_SEEDS) if PER_MODEL_PATHS else 1
+
+
+def prune_job_files(folder, ext):
+    """A pruning job's files, one per (model, mask seed) either way (as path_point_files)."""
+    pattern = f"{RESULTS}/{folder}/{{model}}/seed_{{seed}}.{ext}"
+    return expand(pattern, seed=MASK_SEEDS, allow_missing=True) if PER_MODEL_PATHS else pattern
+
+
+def prune_job_seeds(wildcards):
+    """The mask seeds of a pruning job, in the order of its output files."""
+    return [int(s) for s in MASK_SEEDS] if PER_MODEL_PATHS else [int(wildcards.seed)]
+
+
 def cpu_job(kind):
     return dict(mem_mb=config["compute"]["cpu_job_mem_mb"], runtime=RUNTIME[kind])
 

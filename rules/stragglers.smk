@@ -1,6 +1,7 @@
 """Straggler layers by both criteria, per model, chosen on the selection part of the main OOD
-set, and their pruning (Algorithm 1): one job per (model, mask seed) that evaluates the whole
-pruned path (the main OOD set also per part, with per-image scores for the held-out gains)."""
+set, and their pruning (Algorithm 1): one job per (model, mask seed), or per model
+(compute.path_jobs), that evaluates the whole pruned path (the main OOD set also per part, with
+per-image scores for the held-out gains)."""
 
 
 rule detect_stragglers:
@@ -51,8 +52,8 @@ rule prune_stragglers:
         stragglers=f"{RESULTS}/stragglers/{{model}}.tsv",
         caches=cache_dirs(PRUNING_DATASETS),
     output:
-        table=f"{RESULTS}/pruning/{{model}}/seed_{{seed}}.tsv",
-        scores=f"{RESULTS}/per_image/pruning/{{model}}/seed_{{seed}}.npz",
+        tables=prune_job_files("pruning", "tsv"),
+        scores=prune_job_files("per_image/pruning", "npz"),
     params:
         datasets=PRUNING_DATASETS,
         main_ood=MAIN_OOD,
@@ -60,17 +61,17 @@ rule prune_stragglers:
         alphas=[float(a) for a in ALPHAS],
         criterion=config["pruning"]["criterion"],
         probability=config["pruning"]["probability"],
-        seed=lambda wildcards: int(wildcards.seed),
+        seeds=prune_job_seeds,
         batch_size=config["evaluation"]["batch_size"],
         precision=config["evaluation"]["precision"],
         device=config["compute"]["device"],
     log:
-        log_path("prune_stragglers", "{model}/seed_{seed}"),
+        log_path("prune_stragglers", PRUNE_JOB),
     benchmark:
-        benchmark_path("prune_stragglers", "{model}/seed_{seed}")
+        benchmark_path("prune_stragglers", PRUNE_JOB)
     threads: GPU_JOB_THREADS
     resources:
-        **gpu_job("pruning"),
+        **gpu_job("pruning", SEEDS_PER_PRUNE_JOB),
     conda:
         "../envs/interpsharp.yaml"
     script:

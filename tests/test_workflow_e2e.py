@@ -367,19 +367,27 @@ def test_changing_a_sharpness_setting_reruns_only_what_depends_on_it(ci_run, ci_
 
 
 def test_per_model_path_jobs_give_the_per_alpha_jobs_results_to_the_bit(ci_run, ci_config, tmp_path):
-    """compute.path_jobs: per_model (the demo's setting) runs a model's whole path in one
-    process; its files must be the per-alpha jobs' exactly (same threads, same batches)."""
+    """compute.path_jobs: per_model (the demo's setting) runs a model's whole path, and all of
+    its pruned paths, in one process; its files must be the per-alpha and per-seed jobs'
+    exactly (same threads, same batches). The model is one the CI world prunes, so the pruned
+    paths really differ from the original one."""
+    pruning = read(ci_run, "pruning")
+    model = sorted(pruning.loc[pruning["n_pruned_layers"] > 0, "model"].unique())[0]
     workdir = tmp_path / "per_model"
     shutil.copytree(ci_run / "resources", workdir / "resources")  # keeps mtimes: nothing upstream reruns
     config = write_config(workdir / "config.yaml", CI_CONFIG, compute={"path_jobs": "per_model"})
     alphas = ci_config["interpolation"]["alphas"]
-    targets = [f"results/demo/{folder}/model_1/alpha_{float(a):.3f}.tsv"
+    seeds = ci_config["pruning"]["mask_seeds"]
+    targets = [f"results/demo/{folder}/{model}/alpha_{float(a):.3f}.tsv"
                for folder in ("evaluation", "sharpness/general", "sharpness/layerwise") for a in alphas]
+    targets += [f"results/demo/pruning/{model}/seed_{seed}.tsv" for seed in seeds]
     # The targets go first: --configfile takes every argument after it.
     result = snakemake([*targets, "-j2", "--configfile", str(config)], workdir, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"evaluate_interpolation": 1, "general_sharpness": 1, "layerwise_sharpness": 1, "total": 3}
+    assert counts == {"evaluate_interpolation": 1, "general_sharpness": 1, "layerwise_sharpness": 1,
+                      "layerwise_interpolation": 1, "detect_stragglers": 1, "prune_stragglers": 1, "total": 6}, counts
+    assert len(seeds) > 1
     for target in targets:
         per_model = pd.read_csv(workdir / target, sep="\t", keep_default_na=False)
         per_alpha = pd.read_csv(ci_run / target, sep="\t", keep_default_na=False)
