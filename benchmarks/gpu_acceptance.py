@@ -299,7 +299,7 @@ def set_prototype_head(model: CLIPClassifier, prototypes: torch.Tensor, batch_si
     shared direction, fill the zero-shot head's logit scale of 100: margins of a logit or
     more, which rounding does not flip by accident.
     """
-    features = torch.cat([F.normalize(model.encode_image(normalize_images(prototypes[i:i + batch_size])), dim=-1)
+    features = torch.cat([F.normalize(model.encode_image(normalize_images(prototypes[i:i + batch_size], model.preprocess)), dim=-1)
                           for i in range(0, len(prototypes), batch_size)])
     mu = features.mean(0)
     weight = 100 * F.normalize(features - mu, dim=-1)
@@ -416,7 +416,7 @@ def predictions(model: torch.nn.Module, cache: EvalCache, batch_size: int, devic
     out = []
     with precision_context(device, precision):
         for images, _ in device_batches(cache, np.arange(len(cache)), batch_size, device):
-            out.append(model(normalize_images(images, dtype=PRECISIONS[precision])).argmax(1))
+            out.append(model(normalize_images(images, model.preprocess, dtype=PRECISIONS[precision])).argmax(1))
     return torch.cat(out).cpu().numpy()
 
 
@@ -442,11 +442,11 @@ def resident_rate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     device = images.device
 
     def one_pass() -> None:
-        scored = [score_batch(model(normalize_images(images[i:i + batch_size], dtype=PRECISIONS[precision])),
+        scored = [score_batch(model(normalize_images(images[i:i + batch_size], model.preprocess, dtype=PRECISIONS[precision])),
                               labels[i:i + batch_size], None) for i in range(0, len(images), batch_size)]
         gather_scores(scored)
 
-    timed(lambda: score_batch(model(normalize_images(images[:batch_size], dtype=PRECISIONS[precision])),
+    timed(lambda: score_batch(model(normalize_images(images[:batch_size], model.preprocess, dtype=PRECISIONS[precision])),
                               labels[:batch_size], None), device)
     _, seconds = timed(one_pass, device)
     return len(images) / seconds
@@ -750,7 +750,7 @@ def compare_devices(reference: torch.device, other: torch.device, n_images: int,
                    f"{same} of {same + differ} tensors identical"))
 
     cache = bench_layerwise_interpolation.random_cache(scratch / "devices_cache", arch, n_images)
-    images = normalize_images(torch.from_numpy(np.array(cache.images)))
+    images = normalize_images(torch.from_numpy(np.array(cache.images)), CLIPClassifier(arch).preprocess)
     labels = torch.from_numpy(cache.labels)
     groups = list(layer_groups(CLIPClassifier(arch)))
     layer = groups[len(groups) // 2]  # inside a middle block: the prefix cache resumes there

@@ -515,7 +515,7 @@ def _sharpness_comparison(
 ) -> pd.DataFrame:
     cache = caches[settings.dataset]
     subset = select_subset(len(cache), settings.n_samples, settings.seed)
-    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device))
+    images = normalize_images(torch.from_numpy(np.array(cache.images[subset])).to(device), model.preprocess)
     labels = torch.from_numpy(cache.labels[subset]).to(device)
     at = list(settings.alphas) if settings.alphas is not None else list(alphas)
     common = dict(class_subset=cache.class_subset, batch_size=batch_size, model_name=model_name,

@@ -57,7 +57,7 @@ def features(model: CLIPClassifier, images: np.ndarray, batch_size: int) -> torc
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, len(images), batch_size), desc="features", unit="batch"):
-            out.append(F.normalize(model.encode_image(normalize_images(torch.from_numpy(images[start:start + batch_size]))), dim=-1))
+            out.append(F.normalize(model.encode_image(normalize_images(torch.from_numpy(images[start:start + batch_size]), model.preprocess)), dim=-1))
     return torch.cat(out)
 
 
@@ -65,7 +65,7 @@ def predictions(model: CLIPClassifier, images: np.ndarray, batch_size: int) -> n
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, len(images), batch_size), desc="labels", unit="batch"):
-            out.append(model(normalize_images(torch.from_numpy(images[start:start + batch_size]))).argmax(1))
+            out.append(model(normalize_images(torch.from_numpy(images[start:start + batch_size]), model.preprocess)).argmax(1))
     return torch.cat(out).numpy()
 
 

@@ -191,7 +191,7 @@ def test_prototype_head_gives_noisy_copies_their_prototype_class(tmp_path):
     device = torch.device("cpu")
     model, prototypes = acceptance.prototype_classifier("tiny", device, batch_size=250)
     with torch.no_grad():
-        logits = model(acceptance.normalize_images(prototypes))
+        logits = model(acceptance.normalize_images(prototypes, model.preprocess))
     assert torch.equal(logits.argmax(1), torch.arange(len(prototypes)))
     cache = acceptance.write_synthetic_cache(tmp_path / "c", prototypes, 200, sigma=40.0, seed=1)
     top1 = acceptance.predictions(model, cache, 100, device, "fp32")

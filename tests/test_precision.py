@@ -66,7 +66,7 @@ def _images(n: int, seed: int, noise: float, shift: float = 0.0) -> tuple[np.nda
 def _train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, steps: int, lr: float, seed: int) -> dict:
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    x, y = normalize_images(torch.from_numpy(images)), torch.from_numpy(labels)
+    x, y = normalize_images(torch.from_numpy(images), model.preprocess), torch.from_numpy(labels)
     model.train()
     for _ in range(steps):
         idx = torch.randint(0, len(y), (64,), generator=generator)
@@ -104,7 +104,7 @@ def _independent(theta_0: dict, theta_1: dict, images: np.ndarray, labels: np.nd
     model.load_state_dict(interpolate(theta_0, theta_1, alpha))
     model.to(dtype).eval()
     with torch.no_grad():
-        logits = model(normalize_images(torch.from_numpy(np.array(images)), dtype=dtype)).float()
+        logits = model(normalize_images(torch.from_numpy(np.array(images)), model.preprocess, dtype=dtype)).float()
     y = torch.from_numpy(np.asarray(labels))
     return (logits.argmax(1) == y).numpy(), F.cross_entropy(logits, y, reduction="none").double().numpy(), logits
 
@@ -174,7 +174,7 @@ def test_sharpness_z_is_the_difference_in_reference_standard_errors(trained):
     report = _check(theta_0, theta_1, caches, alphas=[0.0, 1.0], candidates=["bf16"], sharpness=settings)
     cache = caches["shift"]
     subset = select_subset(len(cache), 80, 4)
-    images = normalize_images(torch.from_numpy(np.asarray(cache.images)[subset]))
+    images = normalize_images(torch.from_numpy(np.asarray(cache.images)[subset]), tiny_classifier(seed=0).preprocess)
     labels = torch.from_numpy(cache.labels[subset])
     runs = {p: general_sharpness(tiny_classifier(seed=1), InterpolationPath(theta_0, theta_1), [0.0, 1.0], images, labels,
                                  [1.0, 0.1], 4, 4, batch_size=300, precision=p, progress=False)
@@ -291,7 +291,7 @@ def test_bf16_must_flip_a_label_whose_gain_lies_below_bf16_spacing(tmp_path: Pat
     model.load_state_dict(theta_0)
     pool = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4000, 3, 16, 16), dtype=np.uint8))
     with torch.no_grad():
-        features = F.normalize(model.encode_image(normalize_images(pool)), dim=-1)
+        features = F.normalize(model.encode_image(normalize_images(pool, model.preprocess)), dim=-1)
     w0, b = theta_0["classification_head.weight"], theta_0["classification_head.bias"]
     top = (features @ w0.T + b).topk(2, dim=1)
     near = ((top.values[:, 0] - top.values[:, 1]) < 0.01).float()[:, None]
@@ -386,7 +386,7 @@ def test_rounded_path_writes_what_a_bf16_model_holds_and_delta_keeps_small_chang
 
 def test_bf16_activations_round_every_module_output_and_leave_no_hook_behind():
     model = tiny_classifier(seed=4)
-    x = normalize_images(torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8))
+    x = normalize_images(torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8), model.preprocess)
     with torch.no_grad():
         plain = model(x)
         outputs = []
