@@ -122,7 +122,8 @@ def test_demo_profile_plans_the_demo_world(tmp_path):
 
 
 def test_per_model_path_jobs_write_every_point_and_ask_for_their_summed_wall_time(tmp_path):
-    """compute.path_jobs: per_model cuts the same per-(model, alpha) files into one job per model."""
+    """compute.path_jobs: per_model cuts the same per-(model, alpha) and per-(model, mask seed)
+    files into one job per model."""
     from snakemake.utils import validate
     from snakemake_dryrun import job_resources
 
@@ -143,6 +144,12 @@ def test_per_model_path_jobs_write_every_point_and_ask_for_their_summed_wall_tim
         for i in models:
             for alpha in alphas:
                 assert f"results/paper/{folder}/model_{i}/alpha_{alpha:.3f}.tsv" in output, (rule, i, alpha)
+    seeds = config["pruning"]["mask_seeds"]
+    assert len(jobs["prune_stragglers"]) == len(models) and len(seeds) > 1
+    assert {int(job["runtime"]) for job in jobs["prune_stragglers"]} == {runtime["pruning"] * len(seeds)}
+    for i in models:
+        for seed in seeds:
+            assert f"results/paper/pruning/model_{i}/seed_{seed}.tsv" in output, (i, seed)
     assert job_counts(output)["collect_table"] == 6  # downstream is untouched
 
 
