@@ -435,6 +435,18 @@ def layerwise_sharpness(
     bar = tqdm(total=len(alphas) * len(chosen), desc=f"layer-wise sharpness {model_name}", unit="layer", disable=not progress)
     for alpha in alphas:
         path.load_into(model, alpha)
+        if mode == PERTURB_FINETUNED and alpha == 0.0:
+            # The noise is alpha * rho * |W1_i|, exactly 0 here: every draw's loss is the
+            # unperturbed loss and S = 0 with stderr 0, bit for bit. One forward pass gives them.
+            baseline = FullForwardLoss(model, batches, criterion).baseline.item()
+            for layer in chosen:
+                for rho in rhos:
+                    rows.append(_row(model_name, dataset, alpha, layer, "layerwise_sharpness", 0.0, 0.0, len(labels),
+                                     n_iter, 0, rho, mode, seed, antithetic, precision))
+            rows.append(_row(model_name, dataset, alpha, ALL_LAYERS, "loss", baseline, math.nan, len(labels),
+                             0, 0, math.nan, mode, seed, antithetic, precision))
+            bar.update(len(chosen))
+            continue
         if implementation == "prefix_cached":
             evaluator = PrefixCachedLoss(model, batches, criterion, chosen, within_blocks)
         else:

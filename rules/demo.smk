@@ -12,7 +12,8 @@ rule demo_images:
     params:
         seed=DEMO["seed"],
         image_size=DEMO["image_size"],
-        n_images=DEMO["eval_images"],
+        # The main OOD set may be larger (demo.set_images); its first images are the same.
+        n_images=lambda wildcards: DEMO["set_images"].get(wildcards.dataset, DEMO["eval_images"]),
     log:
         log_path("demo_images", "{dataset}"),
     benchmark:

@@ -96,3 +96,19 @@ def test_captions_name_class_and_cover_generated_data():
     with pytest.raises(KeyError, match="photo2"):
         caption("photo2", "star", data.attributes[0])
     assert all(t.count("{}") == 1 for t in TEMPLATES)
+
+
+def test_one_set_can_be_larger_and_extends_the_smaller(tmp_path):
+    """The main OOD set is larger than the others (config demo.set_images); its first images
+    are those of the default-size set, and an unknown set name is refused."""
+    from interpsharp.cli import main
+    from interpsharp.demo.world import WorldConfig
+
+    assert main(["demo", "images", "--out", str(tmp_path / "a"), "--name", "clutter", "--name", "sketch",
+                 "--eval-images", "20", "--set-images", "clutter=30"]) == 0
+    assert main(["demo", "images", "--out", str(tmp_path / "b"), "--name", "clutter", "--eval-images", "20"]) == 0
+    big, small = load_cache(tmp_path / "a" / "clutter"), load_cache(tmp_path / "b" / "clutter")
+    assert len(big) == 30 and len(small) == 20 and len(load_cache(tmp_path / "a" / "sketch")) == 20
+    np.testing.assert_array_equal(np.asarray(big.images[:20]), np.asarray(small.images))
+    with pytest.raises(KeyError, match="unknown evaluation sets"):
+        WorldConfig(set_images={"imagenet": 10})

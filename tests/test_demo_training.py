@@ -94,3 +94,59 @@ def test_bad_hyperparameters_are_refused():
         FinetuneHparams(lr=1e-4, epochs=1, augmentation="autoaug")
     with pytest.raises(ValueError, match="lr > 0"):
         FinetuneHparams(lr=0.0, epochs=1)
+
+
+def test_layer_settings_pick_the_longest_prefix_and_refuse_typos():
+    from interpsharp.demo.finetune import param_groups
+
+    from conftest import tiny_classifier
+
+    model = tiny_classifier(seed=0)
+    hparams = FinetuneHparams(
+        lr=1e-3, epochs=1, weight_decay=0.1,
+        layer_lr={"visual.transformer": 0.5, "visual.transformer.resblocks.1": 2.0, "visual.conv1": 0.0},
+        layer_weight_decay={"visual.transformer.resblocks.1.mlp.c_proj": 50.0},
+    )
+    groups = param_groups(model, hparams)
+    settings = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["visual.conv1.weight"]) not in settings and not named["visual.conv1.weight"].requires_grad
+    assert settings[id(named["visual.transformer.resblocks.0.mlp.c_fc.weight"])] == (5e-4, 0.1)
+    assert settings[id(named["visual.transformer.resblocks.1.mlp.c_fc.weight"])] == (2e-3, 0.1)
+    assert settings[id(named["visual.transformer.resblocks.1.mlp.c_proj.bias"])] == (2e-3, 50.0)
+    assert settings[id(named["classification_head.weight"])] == (1e-3, 0.1)
+    assert sum(len(g["params"]) for g in groups) == len(named) - 1
+    # Recipes from YAML are mappings; they become sorted pairs, so equal recipes compare equal.
+    assert hparams.layer_lr[0] == ("visual.conv1", 0.0) and hash(hparams) == hash(FinetuneHparams(**{
+        "lr": 1e-3, "epochs": 1, "weight_decay": 0.1, "layer_lr": dict(reversed(hparams.layer_lr)),
+        "layer_weight_decay": hparams.layer_weight_decay}))
+    with pytest.raises(ValueError, match="matches no parameter"):
+        param_groups(model, FinetuneHparams(lr=1e-3, epochs=1, layer_lr={"visual.transformer.resblock.0": 0.0}))
+    with pytest.raises(ValueError, match=">= 0"):
+        FinetuneHparams(lr=1e-3, epochs=1, layer_weight_decay={"visual.conv1": -1.0})
+
+
+def test_frozen_layers_stay_and_decayed_layers_shrink():
+    from interpsharp.demo.finetune import finetune_classifier
+
+    from conftest import TINY_ARCH, tiny_classifier
+
+    theta_0 = tiny_classifier(seed=1)
+    images = torch.randint(0, 256, (64, 3, TINY_ARCH.image_size, TINY_ARCH.image_size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).numpy()
+    labels = np.arange(64) % TINY_ARCH.num_classes
+    frozen, decayed = "visual.transformer.resblocks.0.attn", "visual.transformer.resblocks.1.mlp.c_proj"
+    hparams = FinetuneHparams(lr=1e-3, epochs=3, batch_size=16, warmup_steps=1,
+                              layer_lr={frozen: 0.0}, layer_weight_decay={decayed: 300.0})
+    model, _ = finetune_classifier(theta_0, images, labels, hparams, seed=0, threads=1, progress=False)
+    before, after = theta_0.state_dict(), model.state_dict()
+    for name in after:
+        if name.startswith(frozen):
+            assert torch.equal(after[name], before[name]), name
+    assert all(p.requires_grad for p in model.parameters())  # frozen for the optimiser only
+    # 12 steps of decoupled decay lr * 300 (0.3 at the peak, cosine after it): the layer keeps a
+    # few per cent of its norm, while a layer with the default decay keeps nearly all of it.
+    shrink = after[f"{decayed}.weight"].norm() / before[f"{decayed}.weight"].norm()
+    other = after["visual.transformer.resblocks.0.mlp.c_proj.weight"].norm() / \
+        before["visual.transformer.resblocks.0.mlp.c_proj.weight"].norm()
+    assert shrink < 0.2 and 0.9 < other < 1.1, (shrink, other)

@@ -101,3 +101,23 @@ def test_build_record_lists_stage_timings(world):
     assert record["config"]["seed"] == 5 and record["threads"] == 1
     assert record["seconds"]["total"] == pytest.approx(sum(v for k, v in record["seconds"].items() if k != "total"),
                                                        abs=0.05)
+
+
+def test_default_world_is_the_one_config_demo_yaml_builds():
+    """`interpsharp demo build` (WorldConfig defaults), the schema defaults and config/demo.yaml
+    describe one world, so the CLI, the library and `make demo` do not drift apart."""
+    import yaml
+
+    from interpsharp.demo.finetune import DEFAULT_SWEEP, FinetuneHparams
+
+    root = Path(__file__).resolve().parents[1]
+    demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())["demo"]
+    schema = yaml.safe_load((root / "workflow_schemas" / "config.schema.yaml").read_text())
+    defaults = schema["properties"]["demo"]["properties"]
+    world = WorldConfig()
+    assert tuple(FinetuneHparams(**r) for r in demo["finetune"]["recipes"]) == DEFAULT_SWEEP == world.sweep
+    assert tuple(FinetuneHparams(**r) for r in defaults["finetune"]["properties"]["recipes"]["default"]) == DEFAULT_SWEEP
+    assert WorldConfig(set_images=defaults["set_images"]["default"]).set_images == world.set_images == ()
+    assert WorldConfig(set_images=demo["set_images"]).images_of("clutter") > world.eval_images
+    assert (demo["eval_images"], demo["train_images"], demo["pretrain"]["steps"]) == \
+        (world.eval_images, world.train_images, world.pretrain.steps)

@@ -265,6 +265,15 @@ def test_perturb_finetuned_is_exactly_zero_at_alpha_zero(implementation):
     finetuned = layerwise_sharpness(model, path, [0.0, 1.0], images, labels, mode="perturb_finetuned", **kwargs)
     at_zero = finetuned[(finetuned["alpha"] == 0.0) & (finetuned["metric"] == "layerwise_sharpness")]
     assert (at_zero["value"] == 0).all() and len(at_zero) == len(layer_groups(model))
+    # Every draw's loss is the unperturbed one: no spread, nothing non-finite, and that loss is
+    # theta_0's (the sweep answers alpha 0 with one forward pass instead of the draws).
+    assert (at_zero["stderr"] == 0).all() and (at_zero["n_nonfinite"] == 0).all() and (at_zero["n_iter"] == 2).all()
+    check = CLIPClassifier(model.arch).eval()
+    check.load_state_dict(path.theta_0)
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(check(images), labels))
+    loss_row = finetuned[(finetuned["alpha"] == 0.0) & (finetuned["metric"] == "loss")]
+    assert loss_row["value"].item() == pytest.approx(expected, rel=1e-6)
     at_one = finetuned[(finetuned["alpha"] == 1.0) & (finetuned["metric"] == "layerwise_sharpness")]
     assert (at_one["value"] != 0).all()
     interpolated = layerwise_sharpness(model, path, [0.0], images, labels, mode="perturb_interpolated", **kwargs)

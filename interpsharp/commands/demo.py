@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only this data set (repeatable): photo, photo2, sketch, texture, clutter, photo_train")
     p.add_argument("--eval-images", type=int, help="images per evaluation set (default 1000)")
     p.add_argument("--train-images", type=int, help="images in photo_train (default 4000)")
+    set_images(p)
     common(p, threads=False)
     p.set_defaults(func=run_images)
 
@@ -64,8 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser("build", help="build the whole world into one folder and print per-stage timings")
     p.add_argument("--out", required=True, help="output folder (data/, models/, build.json)")
+    set_images(p)
     common(p)
     p.set_defaults(func=run_build)
+
+
+def set_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set-images", action="append", metavar="NAME=N", default=[],
+                   help="images of one evaluation set where it differs from --eval-images (repeatable); "
+                        "config/demo.yaml's world has clutter=5000")
 
 
 def _config(args: argparse.Namespace):
@@ -76,6 +84,12 @@ def _config(args: argparse.Namespace):
         config = replace(config, eval_images=args.eval_images)
     if getattr(args, "train_images", None):
         config = replace(config, train_images=args.train_images)
+    if getattr(args, "set_images", None):
+        try:
+            sizes = {name: int(n) for name, n in (item.split("=", 1) for item in args.set_images)}
+        except ValueError:
+            raise SystemExit(f"--set-images takes NAME=N (e.g. clutter=5000), got {args.set_images}")
+        config = replace(config, set_images=sizes)
     if getattr(args, "steps", None):
         config = replace(config, pretrain=replace(config.pretrain, steps=args.steps))
     return config

@@ -19,7 +19,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -45,8 +45,24 @@ class WorldConfig:
     image_size: int = 32
     eval_images: int = 1000
     train_images: int = 4000
+    #: Images of the evaluation sets whose size differs from ``eval_images``: the main OOD set
+    #: must be large enough that a 1-2 point gain stands out of its held-out half's noise
+    #: (config/demo.yaml: ``{clutter: 5000}``).
+    set_images: Mapping[str, int] | tuple[tuple[str, int], ...] = ()
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sweep: tuple[FinetuneHparams, ...] = DEFAULT_SWEEP
+
+    def __post_init__(self) -> None:
+        # Sorted pairs, so the config stays hashable and a YAML mapping's order does not matter.
+        pairs = self.set_images.items() if isinstance(self.set_images, Mapping) else self.set_images
+        object.__setattr__(self, "set_images", tuple(sorted((str(k), int(v)) for k, v in pairs)))
+        unknown = sorted(dict(self.set_images).keys() - set(EVAL_SETS))
+        if unknown:
+            raise KeyError(f"set_images names unknown evaluation sets {unknown}; known: {', '.join(EVAL_SETS)}")
+
+    def images_of(self, name: str) -> int:
+        """Images in evaluation set ``name``."""
+        return dict(self.set_images).get(name, self.eval_images)
 
     @classmethod
     def micro(cls, seed: int = 0) -> "WorldConfig":
@@ -101,7 +117,7 @@ def write_images(out_dir: str | os.PathLike, config: WorldConfig, names: Sequenc
             write_style_cache(path, "photo", config.train_images, seeds[f"train/{TRAIN_SET}"], config.image_size,
                               name=name, progress=progress)
         else:
-            write_style_cache(path, name, config.eval_images, seeds[f"eval/{name}"], config.image_size,
+            write_style_cache(path, name, config.images_of(name), seeds[f"eval/{name}"], config.image_size,
                               name=name, progress=progress)
         written[name] = path
     return written
