@@ -1,0 +1,141 @@
+"""Does a finished demo run have something to show in every figure? (issue 13)
+
+The demo exists to show a newcomer what each stage measures. A run in which no model has a
+straggler, nothing is pruned, or every gain is within noise leaves figures empty or identical
+to each other. These checks read the run's own tables (nothing is recomputed, so they judge
+exactly what the report shows) and say, per item, whether it is there and the numbers behind
+the answer. They are run for several demo seeds, which stand in for other machines:
+``benchmarks/demo_content.py``.
+
+Noise bars. A difference between two accuracies on the same ``n`` images is compared with
+``sqrt(2 p (1 - p) / n)``, the standard error of the difference of two *independent*
+accuracies around ``p``. Paired differences (the same images under two models that agree on
+most of them) have a smaller standard error, so this bar is conservative: an effect that clears
+it clears the paired one too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from interpsharp.metrics import FAILURE_MODE, GAIN, HIGH_GAIN
+
+#: |effect| / SE a Figure 2 cell or a pruned path must reach to count as more than noise. A
+#: heat map has (layers x alphas) cells, ~150 in the demo: the largest of that many pure-noise
+#: z-scores is about 3, so 4 keeps a noise-only map from passing.
+Z_MIN = 4.0
+
+
+@dataclass(frozen=True)
+class ContentCheck:
+    item: str
+    passed: bool
+    detail: str
+
+
+def difference_se(p: float | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Standard error of a difference of two independent accuracies around ``p`` on ``n`` images."""
+    p = np.clip(np.asarray(p, dtype=float), 1.0 / np.maximum(n, 1), 1 - 1.0 / np.maximum(n, 1))
+    return np.sqrt(2 * p * (1 - p) / np.asarray(n, dtype=float))
+
+
+def _main_rows(table: pd.DataFrame, main_ood: str, metric: str = "accuracy") -> pd.DataFrame:
+    rows = table[(table["dataset"] == main_ood) & (table["metric"] == metric)]
+    return rows[rows["split"] == "all"] if "split" in rows.columns else rows
+
+
+def check_outcomes(heldout_gains: pd.DataFrame, main_ood: str) -> list[ContentCheck]:
+    """At least one failure mode, and at least one gain whose held-out interval excludes 0."""
+    original = heldout_gains[(heldout_gains["path"] == "original") & (heldout_gains["dataset"] == main_ood)]
+    labels = original.set_index("model")["heldout_outcome"]
+    failures = sorted(labels.index[labels == FAILURE_MODE])
+    gains = original[original["heldout_outcome"].isin([GAIN, HIGH_GAIN])]
+    described = ", ".join(f"{r.model} {100 * r.heldout_gain_vs_best_endpoint:+.1f} pts over the better endpoint "
+                          f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]" for r in gains.itertuples())
+    return [
+        ContentCheck("failure mode on the main OOD set", bool(failures),
+                     f"{len(failures)} of {len(labels)}: {', '.join(failures) or 'none'}"),
+        ContentCheck("held-out gain whose interval excludes 0", not gains.empty,
+                     f"{len(gains)} of {len(labels)}" + (f": {described}" if described else "")),
+    ]
+
+
+def check_stragglers(stragglers: pd.DataFrame) -> list[ContentCheck]:
+    """At least one model with a straggler layer by each criterion."""
+    checks = []
+    for criterion in ("sharpness", "interpolation"):
+        flagged = stragglers[(stragglers["criterion"] == criterion) & stragglers["straggler"].astype(bool)]
+        per_model = flagged.groupby("model")["layer"].agg(list)
+        detail = "; ".join(f"{m}: {', '.join(layers)}" for m, layers in per_model.items()) or "none"
+        checks.append(ContentCheck(f"straggler layers by {criterion}", not per_model.empty,
+                                   f"{len(per_model)} models: {detail}"))
+    return checks
+
+
+def check_pruning(evaluation: pd.DataFrame, pruning: pd.DataFrame, main_ood: str) -> ContentCheck:
+    """At least one pruning that moves the main OOD path by more than ``Z_MIN`` SE at some alpha
+    (Figure 5 then draws two different curves)."""
+    original = _main_rows(evaluation, main_ood).set_index(["model", "alpha"])["value"]
+    pruned = _main_rows(pruning, main_ood)
+    pruned = pruned[pruned["n_pruned_layers"] > 0]
+    if pruned.empty:
+        return ContentCheck("pruning that changes the path", False, "no model had a straggler layer to prune")
+    base = original.reindex(pd.MultiIndex.from_frame(pruned[["model", "alpha"]])).to_numpy()
+    z = np.abs(pruned["value"].to_numpy() - base) / difference_se(base, pruned["n"].to_numpy())
+    best = int(np.nanargmax(z))
+    row = pruned.iloc[best]
+    return ContentCheck(
+        "pruning that changes the path", bool(z[best] >= Z_MIN),
+        f"{pruned['model'].nunique()} models pruned; largest change {row['model']} seed {row['mask_seed']} alpha "
+        f"{row['alpha']:g}: {100 * (row['value'] - base[best]):+.1f} pts = {z[best]:.1f} SE",
+    )
+
+
+def check_figure2(layerwise: pd.DataFrame, main_ood: str) -> ContentCheck:
+    """Figure 2's heat map: some cell (a layer moved to alpha, the rest at theta_0) differs from
+    theta_0 by more than ``Z_MIN`` SE on the main OOD set."""
+    rows = _main_rows(layerwise, main_ood)
+    base = rows[rows["alpha"] == 0].groupby("model")["value"].first()
+    moved = rows[rows["alpha"] > 0]
+    if moved.empty:
+        return ContentCheck("Figure 2 effect above noise", False, "no layer-wise path beyond alpha 0")
+    p0 = moved["model"].map(base).to_numpy()
+    z = np.abs(moved["value"].to_numpy() - p0) / difference_se(p0, moved["n"].to_numpy())
+    best = int(np.argmax(z))
+    row = moved.iloc[best]
+    return ContentCheck(
+        "Figure 2 effect above noise", bool(z[best] >= Z_MIN),
+        f"{int((z >= Z_MIN).sum())} of {len(z)} cells >= {Z_MIN:g} SE; largest {row['model']} {row['layer']} alpha "
+        f"{row['alpha']:g}: {100 * (row['value'] - p0[best]):+.1f} pts = {z[best]:.1f} SE",
+    )
+
+
+def content_checks(tables: Mapping[str, pd.DataFrame], main_ood: str) -> pd.DataFrame:
+    """Every item of issue 13's list, from a run's tables (``heldout_gains``, ``stragglers``,
+    ``evaluation``, ``pruning``, ``layerwise_interpolation``): item, passed, detail."""
+    checks = [
+        *check_outcomes(tables["heldout_gains"], main_ood),
+        *check_stragglers(tables["stragglers"]),
+        check_pruning(tables["evaluation"], tables["pruning"], main_ood),
+        check_figure2(tables["layerwise_interpolation"], main_ood),
+    ]
+    return pd.DataFrame([vars(c) for c in checks])
+
+
+def accuracy_table(tables: Mapping[str, pd.DataFrame], main_ood: str) -> str:
+    """One line per model: alpha* (selection part), held-out outcome, held-out gain over theta_0
+    and over the better endpoint, with the latter's paired bootstrap interval."""
+    heldout = tables["heldout_gains"]
+    heldout = heldout[(heldout["path"] == "original") & (heldout["dataset"] == main_ood)]
+    lines = []
+    for r in heldout.itertuples():
+        ci = "" if math.isnan(r.ci_low) else f" [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
+        lines.append(f"{r.model}: alpha* {r.alpha_star_selection:g}, held-out {r.heldout_outcome}, gain "
+                     f"{100 * r.heldout_gain:+.1f} pts, over the better endpoint "
+                     f"{100 * r.heldout_gain_vs_best_endpoint:+.1f} pts{ci}")
+    return "\n".join(lines)
