@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -196,3 +196,16 @@ def load_cache(path: str | os.PathLike) -> EvalCache:
         class_subset=meta.get("class_subset"),
         meta=meta,
     )
+
+
+def load_caches_by_name(paths: Iterable[str | os.PathLike]) -> dict[str, EvalCache]:
+    """Caches keyed by their dataset name (the tables' ``dataset`` column), in the given order;
+    two caches of one name would write one set's rows under the other's, so that is an error
+    naming both folders."""
+    caches: dict[str, EvalCache] = {}
+    for path in paths:
+        cache = load_cache(path)
+        if cache.name in caches:
+            raise ValueError(f"{path}: dataset name {cache.name!r} also used by {caches[cache.name].path}")
+        caches[cache.name] = cache
+    return caches

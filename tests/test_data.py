@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interpsharp.data import CacheError, CacheWriter, load_cache, write_cache
+from interpsharp.data import CacheError, CacheWriter, load_cache, load_caches_by_name, write_cache
 
 
 def _images(n: int, size: int = 8, seed: int = 0) -> np.ndarray:
@@ -71,3 +71,13 @@ def test_incomplete_or_foreign_cache_is_refused(tmp_path: Path):
     (tmp_path / "d" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CacheError, match="cache format 'something-else'"):
         load_cache(tmp_path / "d")
+
+
+def test_caches_by_name_keep_order_and_refuse_two_of_one_name(tmp_path):
+    write_cache(tmp_path / "b" / "photo", _images(2), [0, 1], ["x", "y"])
+    write_cache(tmp_path / "a" / "sketch", _images(2), [0, 1], ["x", "y"])
+    write_cache(tmp_path / "c" / "photo", _images(2), [1, 0], ["x", "y"])
+    caches = load_caches_by_name([tmp_path / "b" / "photo", tmp_path / "a" / "sketch"])
+    assert list(caches) == ["photo", "sketch"] and list(caches["photo"].labels) == [0, 1]
+    with pytest.raises(ValueError, match=r"c/photo: dataset name 'photo' also used by .*b/photo"):
+        load_caches_by_name([tmp_path / "b" / "photo", tmp_path / "c" / "photo"])

@@ -107,18 +107,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interpsharp.checkpoints import load_classifier
-    from interpsharp.data import load_cache
+    from interpsharp.data import load_caches_by_name
     from interpsharp.evaluate import pick_device
     from interpsharp.interpolate import InterpolationPath
     from interpsharp.metrics import OutcomeThresholds
     from interpsharp.precision import PrecisionGate, PrecisionReport, SharpnessSettings, compare_precisions
 
-    caches = {}
-    for directory in args.data:
-        cache = load_cache(directory)
-        if cache.name in caches:
-            raise ValueError(f"{directory}: dataset name {cache.name!r} also used by {caches[cache.name].path}")
-        caches[cache.name] = cache
+    caches = load_caches_by_name(args.data)
     sharpness = None
     if args.sharpness != "none":
         sharpness = SharpnessSettings(

@@ -48,18 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interpsharp.checkpoints import load_classifier
-    from interpsharp.data import load_cache
+    from interpsharp.data import load_caches_by_name
     from interpsharp.evaluate import evaluate_path, pick_device
     from interpsharp.interpolate import InterpolationPath
     from interpsharp.layerwise_interpolation import layerwise_interpolation
     from interpsharp.tables import write_tsv
 
-    caches = {}
-    for directory in args.data:
-        cache = load_cache(directory)
-        if cache.name in caches:
-            raise ValueError(f"{directory}: dataset name {cache.name!r} also used by {caches[cache.name].path}")
-        caches[cache.name] = cache
+    caches = load_caches_by_name(args.data)
     device = pick_device(args.device)
     model = load_classifier(args.zeroshot, head_width=args.head_width)
     finetuned = load_classifier(args.finetuned, like=model)
