@@ -283,6 +283,19 @@ def fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str
     return config
 
 
+def config_merge_order(loaded: Sequence[str | os.PathLike], command_line: Sequence[str | os.PathLike]) -> list[str]:
+    """The config files of a Snakemake run in the order their values were merged (later wins).
+
+    Snakemake lists them in the order it *read* them (``workflow.configfiles``): the
+    ``--configfile`` files of the command line or a profile first, then the Snakefile's own
+    ``configfile:``. But the command line's values are laid over the Snakefile's afterwards, so
+    they win: the Snakefile's files come first here, the command line's last, each once.
+    """
+    cli = [str(Path(f).resolve()) for f in command_line]
+    own = [str(Path(f).resolve()) for f in loaded if str(Path(f).resolve()) not in cli]
+    return list(dict.fromkeys(own + cli))
+
+
 def effective_config(config_files: Sequence[str | os.PathLike], schema: str | os.PathLike) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for path in config_files:

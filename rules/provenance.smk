@@ -3,6 +3,12 @@ checkpoint and cache hashes, and each table's stamp (interpsharp.provenance). No
 but the report, so it never makes other jobs rerun; it is remade whenever a result is."""
 
 
+def config_files_in_merge_order():
+    from interpsharp.provenance import config_merge_order
+
+    return config_merge_order(workflow.configfiles, workflow.overwrite_configfiles)
+
+
 rule record_provenance:
     input:
         results=result_files(),
@@ -22,7 +28,8 @@ rule record_provenance:
             labels={"file": "summary"},
         ),
     params:
-        config_files=[str(Path(f).resolve()) for f in workflow.configfiles],
+        # In the order their values were merged: the command line's (or profile's) files last.
+        config_files=lambda wildcards: config_files_in_merge_order(),
     log:
         log_path("record_provenance"),
     benchmark:

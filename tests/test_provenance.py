@@ -249,3 +249,22 @@ def test_cli_check_exit_status(run, capsys):
     assert main(["provenance", "--check", str(run["results"])]) == 1
     assert "config: outcome.delta: 0.05 then, 0.1 now" in capsys.readouterr().out
     tables.set_provenance(None)
+
+
+def test_config_files_are_recorded_in_the_order_snakemake_merged_them(tmp_path):
+    """`snakemake --profile profiles/demo` reads config/demo.yaml (the profile's --configfile)
+    before the Snakefile's config.yaml, but lays demo.yaml's values over it: the record must list
+    config.yaml first, or `provenance --check` would compare a demo run with the paper world."""
+    from interpsharp.provenance import config_merge_order, effective_config
+
+    own, cli = tmp_path / "config.yaml", tmp_path / "demo.yaml"
+    own.write_text("world: paper\noutcome: {xi: 0.02}\n")
+    cli.write_text("world: demo\n")
+    order = config_merge_order([cli, own], [cli])
+    assert order == [str(own.resolve()), str(cli.resolve())]
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("type: object\nproperties: {}\n")
+    merged = effective_config(order, schema)
+    assert merged["world"] == "demo" and merged["outcome"] == {"xi": 0.02}
+    # A Snakefile file given again on the command line counts once, at the command line's place.
+    assert config_merge_order([own, cli], [own]) == [str(cli.resolve()), str(own.resolve())]
