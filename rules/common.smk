@@ -385,6 +385,13 @@ def cpu_job(kind):
     return dict(mem_mb=config["compute"]["cpu_job_mem_mb"], runtime=RUNTIME[kind])
 
 
+def config_files_in_merge_order():
+    """This run's config files, the one whose values won last (interpsharp.provenance)."""
+    from interpsharp.provenance import config_merge_order
+
+    return config_merge_order(workflow.configfiles, workflow.overwrite_configfiles)
+
+
 # -- run-time checks (never in a dry run) ------------------------------------------------
 def user_dataset_problems():
     """Messages for user-provided evaluation sets that are still needed but absent.

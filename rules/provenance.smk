@@ -3,12 +3,6 @@ checkpoint and cache hashes, and each table's stamp (interpsharp.provenance). No
 but the report, so it never makes other jobs rerun; it is remade whenever a result is."""
 
 
-def config_files_in_merge_order():
-    from interpsharp.provenance import config_merge_order
-
-    return config_merge_order(workflow.configfiles, workflow.overwrite_configfiles)
-
-
 rule record_provenance:
     input:
         results=result_files(),
