@@ -28,7 +28,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -152,25 +152,36 @@ def _accuracy(value: object, where: str) -> float:
     return number
 
 
+def _keyed_accuracies(entries: Iterable[tuple[int, str, Mapping[str, object]]], name: str) -> dict[str, dict[str, float]]:
+    """Accuracies per entry from (line number, key, {set: value}) rows of table ``name``: a key
+    seen twice or a table without rows is an error naming the file (and line)."""
+    accuracies: dict[str, dict[str, float]] = {}
+    for number, key, record in entries:
+        if key in accuracies:
+            raise PublishedTableError(f"{name}:{number}: {key!r} appears twice")
+        accuracies[key] = {column: _accuracy(v, f"{name}:{number} {column}") for column, v in record.items()}
+    if not accuracies:
+        raise PublishedTableError(f"{name}: no results")
+    return accuracies
+
+
 def model_soups_results(path: str | os.PathLike | None = None) -> PublishedResults:
     """model-soups' results, one JSON object per line with ``model_name`` and one accuracy
     per set (the shipped file unless ``path`` is given)."""
     text, name = _read(path, "model_soups_individual_results.jsonl")
-    accuracies: dict[str, dict[str, float]] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            model = record.pop("model_name")
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
-            raise PublishedTableError(f"{name}:{number}: expected a JSON object with 'model_name'") from None
-        if model in accuracies:
-            raise PublishedTableError(f"{name}:{number}: {model!r} appears twice")
-        accuracies[model] = {column: _accuracy(v, f"{name}:{number} {column}") for column, v in record.items()}
-    if not accuracies:
-        raise PublishedTableError(f"{name}: no results")
-    return PublishedResults(MODEL_SOUPS_SOURCE, accuracies)
+
+    def entries() -> Iterator[tuple[int, str, dict[str, object]]]:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                model = record.pop("model_name")
+            except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
+                raise PublishedTableError(f"{name}:{number}: expected a JSON object with 'model_name'") from None
+            yield number, model, record
+
+    return PublishedResults(MODEL_SOUPS_SOURCE, _keyed_accuracies(entries(), name))
 
 
 def open_clip_zeroshot_results(path: str | os.PathLike | None = None) -> PublishedResults:
@@ -180,15 +191,8 @@ def open_clip_zeroshot_results(path: str | os.PathLike | None = None) -> Publish
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or not {"name", "pretrained"} <= set(reader.fieldnames):
         raise PublishedTableError(f"{name}: expected columns 'name' and 'pretrained', got {reader.fieldnames}")
-    accuracies: dict[str, dict[str, float]] = {}
-    for number, row in enumerate(reader, start=2):
-        entry = f"{row.pop('name')}/{row.pop('pretrained')}"
-        if entry in accuracies:
-            raise PublishedTableError(f"{name}:{number}: {entry!r} appears twice")
-        accuracies[entry] = {column: _accuracy(v, f"{name}:{number} {column}") for column, v in row.items()}
-    if not accuracies:
-        raise PublishedTableError(f"{name}: no results")
-    return PublishedResults(OPEN_CLIP_SOURCE, accuracies)
+    entries = ((number, f"{row.pop('name')}/{row.pop('pretrained')}", row) for number, row in enumerate(reader, start=2))
+    return PublishedResults(OPEN_CLIP_SOURCE, _keyed_accuracies(entries, name))
 
 
 def shipped_published() -> Published:

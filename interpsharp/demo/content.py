@@ -46,7 +46,7 @@ def difference_se(p: float | np.ndarray, n: int | np.ndarray) -> np.ndarray:
 
 def _main_rows(table: pd.DataFrame, main_ood: str, metric: str = "accuracy") -> pd.DataFrame:
     rows = table[(table["dataset"] == main_ood) & (table["metric"] == metric)]
-    return rows[rows["split"] == "all"] if "split" in rows.columns else rows
+    return rows[rows["split"] == "all"]
 
 
 def _largest_change(rows: pd.DataFrame, base: np.ndarray) -> tuple[np.ndarray, pd.Series, str]:
