@@ -67,7 +67,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "evaluation": {"precision": "fp32"},
     "general_sharpness": {"dataset": None, "rho_sweep": [0.1, 0.5, 2.0], "n_iter": 20, "n_samples": None, "precision": "fp32"},
     "layerwise_sharpness": {"dataset": None, "n_iter": 20, "n_samples": None, "precision": "fp32"},
-    "layerwise_interpolation": {"datasets": None, "precision": "fp32"},
+    "layerwise_interpolation": {"datasets": None, "alphas": None, "precision": "fp32"},
     "stragglers": {"n_iter": 5, "n_samples": None},
     "pruning": {"mask_seeds": [0, 1, 2], "datasets": None},
 }
@@ -97,6 +97,8 @@ class CostInputs:
     pruning_mask_seeds: int
     pruning_images: int
     precision: Mapping[str, str] = field(default_factory=dict)
+    #: Points of the layer-wise interpolation sweep when it has a grid of its own (0: ``alphas``).
+    layerwise_interpolation_alphas: int = 0
 
     @property
     def layers(self) -> int:
@@ -196,6 +198,7 @@ def cost_inputs_from_config(
         eval_images=total(None, eval_sets),
         layer_fractions=tuple(float(f) for f in layer_fractions),
         layerwise_interpolation_images=total(lw_interp["datasets"], [data["main_ood"]]),
+        layerwise_interpolation_alphas=len(lw_interp["alphas"] or []),
         general_sharpness_images=subset(general["dataset"], general["n_samples"]),
         general_sharpness_draws=general["n_iter"] * radii,
         layerwise_sharpness_images=subset(layerwise["dataset"], layerwise["n_samples"]),
@@ -235,13 +238,14 @@ def count_forwards(inputs: CostInputs) -> pd.DataFrame:
     """
     c = inputs
     swept = sum(c.layer_fractions)
+    li_alphas = c.layerwise_interpolation_alphas or c.alphas
     rows = [
         ("evaluation", "models x alphas x images", c.models * c.alphas * c.eval_images, c.models * c.alphas * c.eval_images),
         (
             "layerwise_interpolation",
             "models x layers x alphas x images",
-            c.models * c.layers * c.alphas * c.layerwise_interpolation_images,
-            c.models * c.layerwise_interpolation_images * (1 + (c.alphas - 1) * swept),
+            c.models * c.layers * li_alphas * c.layerwise_interpolation_images,
+            c.models * c.layerwise_interpolation_images * (1 + (li_alphas - 1) * swept),
         ),
         (
             "general_sharpness",

@@ -70,10 +70,10 @@ def check_alphas(alphas, key):
     return sorted(labels, key=float)
 
 
-def check_subset(values, allowed, key):
+def check_subset(values, allowed, key, what="the evaluation sets"):
     unknown = [v for v in values if v not in allowed]
     if unknown:
-        raise config_error(key, f"{unknown} not among the evaluation sets {allowed}")
+        raise config_error(key, f"{unknown} not among {what} {allowed}")
     return list(values)
 
 
@@ -98,6 +98,12 @@ if MAIN_OOD not in LAYERWISE_DATASETS:
         "layerwise_interpolation.datasets",
         f"must include datasets.main_ood '{MAIN_OOD}' (stragglers by interpolation are found there)",
     )
+LAYERWISE_ALPHAS = check_subset(
+    check_alphas(config["layerwise_interpolation"]["alphas"] or ALPHAS, "layerwise_interpolation.alphas"),
+    ALPHAS,
+    "layerwise_interpolation.alphas",
+    what="points of interpolation.alphas",
+)
 PRUNING_DATASETS = check_subset(config["pruning"]["datasets"] or DATASETS, DATASETS, "pruning.datasets")
 if MAIN_OOD not in PRUNING_DATASETS:
     raise config_error(
@@ -363,6 +369,21 @@ def path_point_files(folder, ext="tsv"):
 def path_job_alphas(wildcards):
     """The alphas of a path job, in the order of its output files."""
     return [float(a) for a in ALPHAS] if PER_MODEL_PATHS else [float(wildcards.alpha)]
+
+
+def straggler_sweep_point():
+    """The layer-wise sharpness sweep's file that straggler detection reads instead of drawing
+    the same noise again, or [] when detection's draws are not the sweep's. They are when
+    stragglers.alpha is a point of the path and detection's radius, draws, subset size and seed
+    equal layerwise_sharpness's (mode, set, batch size and precision are shared already):
+    every (alpha, layer) seeds its own draws, so the sweep's row at that alpha is bit for bit
+    what detection would compute (tests/test_sharpness.py)."""
+    detection, sweep = config["stragglers"], config["layerwise_sharpness"]
+    point = [a for a in ALPHAS if float(a) == float(detection["alpha"])]
+    same_draws = float(detection["rho"]) == float(sweep["rho"]) and all(
+        detection[key] == sweep[key] for key in ("n_iter", "n_samples", "seed")
+    )
+    return f"{RESULTS}/sharpness/layerwise/{{model}}/alpha_{point[0]}.tsv" if point and same_draws else []
 
 
 #: Wildcards part of a pruning job's log and benchmark file names, and its mask seeds' files.

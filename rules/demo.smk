@@ -63,7 +63,8 @@ rule demo_pretrain:
         log_path("demo_pretrain"),
     benchmark:
         benchmark_path("demo_pretrain")
-    threads: GPU_JOB_THREADS
+    # Every other model job waits for it: all cores, whatever a job elsewhere gets.
+    threads: max(GPU_JOB_THREADS, workflow.cores or 1)
     resources:
         **gpu_job("checkpoint"),
     conda:

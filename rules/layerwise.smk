@@ -15,7 +15,7 @@ rule layerwise_interpolation:
         datasets=LAYERWISE_DATASETS,
         main_ood=MAIN_OOD,
         selection=SELECTION,
-        alphas=[float(a) for a in ALPHAS],
+        alphas=[float(a) for a in LAYERWISE_ALPHAS],
         batch_size=config["layerwise_interpolation"]["batch_size"],
         precision=config["layerwise_interpolation"]["precision"],
         device=config["compute"]["device"],

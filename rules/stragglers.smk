@@ -9,6 +9,8 @@ rule detect_stragglers:
         zeroshot=zeroshot_checkpoint(),
         finetuned=finetuned_checkpoint,
         cache=cache_dir(LAYERWISE_SHARPNESS_DATASET),
+        # The sweep's point at stragglers.alpha when its draws are detection's ([] otherwise).
+        sweep=straggler_sweep_point(),
         layerwise_paths=f"{RESULTS}/layerwise_interpolation/{{model}}.tsv",
         # The whole path's endpoints: Def. 1.1's reference is the original models' mean loss.
         endpoints=[f"{RESULTS}/evaluation/{{model}}/alpha_{ALPHAS[0]}.tsv", f"{RESULTS}/evaluation/{{model}}/alpha_{ALPHAS[-1]}.tsv"],

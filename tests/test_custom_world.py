@@ -59,7 +59,7 @@ def custom_config(work: Path) -> Path:
         general_sharpness={"rho_sweep": [], "n_iter": 1, "n_samples": 16, "batch_size": 16},
         layerwise_sharpness={"n_iter": 1, "n_samples": 16, "batch_size": 16},
         layerwise_interpolation={"batch_size": 64, "precision": "fp32"},
-        stragglers={"n_iter": 1, "n_samples": 16},
+        stragglers={"n_iter": 2, "n_samples": 16},  # not the sweep's draws: detection draws its own
         pruning={"mask_seeds": [0]},
         statistics={"n_boot": 50},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -66,6 +67,19 @@ def test_tiny_config_by_hand(tiny_clip_name):
     assert rows.loc["total", "forwards_cached"] == pytest.approx(9760)
     assert rows.loc["total", "gpu_hours_naive"] == pytest.approx(13900 / 1000 / 3600)
     assert rows.loc["total", "pflop_cached"] == pytest.approx(9760 * 2.0e9 / 1e15)
+
+
+def test_a_coarser_layerwise_interpolation_grid_prices_only_that_sweep(tiny_clip_name):
+    base = {**TINY_CONFIG, "zeroshot": {"model_name": tiny_clip_name}, "interpolation": {"alphas": [0.0, 0.25, 0.5, 0.75, 1.0]}}
+    coarse = {**base, "layerwise_interpolation": {"datasets": None, "alphas": [0.0, 0.5, 1.0]}}
+    full, cheap = (estimate_cost(c, throughput_images_per_s=1000.0, gflops_per_image=2.0, dataset_sizes=TINY_SIZES)
+                   .set_index("rule") for c in (base, coarse))
+    # 2 models x 30 images: 3 points instead of 5 on the layer-wise sweep, nothing else moves.
+    assert cheap.loc["layerwise_interpolation", "forwards_naive"] == 2 * 19 * 3 * 30
+    assert cheap.loc["layerwise_interpolation", "forwards_cached"] == 2 * 30 * (1 + 2 * 13)
+    assert full.loc["layerwise_interpolation", "forwards_cached"] == 2 * 30 * (1 + 4 * 13)
+    others = [r for r in full.index if r not in ("layerwise_interpolation", "total")]
+    pd.testing.assert_frame_equal(full.loc[others], cheap.loc[others])
 
 
 def test_limit_and_subsets_cap_image_counts(tiny_clip_name):

@@ -329,6 +329,19 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
     assert not np.allclose(sharpness_values(general(2), "general_sharpness"), sharpness_values(general(3), "general_sharpness"))
 
 
+def test_a_sweep_point_equals_the_same_alpha_computed_alone():
+    """Straggler detection reads the sweep's alpha = 1 row instead of drawing again
+    (rules/common.smk straggler_sweep_point): that is only sound if a point's numbers do not
+    depend on which other alphas the job computed, or in which order."""
+    model, path, images, labels = small_path(4)
+    run = lambda alphas: layerwise_sharpness(model, path, alphas, images, labels, rhos=[1.0], n_iter=3, seed=5,
+                                             batch_size=4, progress=False)
+    sweep, alone = run([0.0, 0.4, 0.8, 1.0]), run([1.0])
+    at_one = sweep[sweep["alpha"] == 1.0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(at_one, alone.reset_index(drop=True))
+    assert np.all(sharpness_values(alone) != 0)
+
+
 def test_weights_are_restored_exactly():
     model, path, images, labels = small_path()
     path.load_into(model, 0.6)

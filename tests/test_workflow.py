@@ -121,6 +121,30 @@ def test_demo_profile_plans_the_demo_world(tmp_path):
     assert not {"download_finetuned", "download_dataset", "build_cache"} & set(counts)
 
 
+def job_inputs(output: str, rule: str) -> list[str]:
+    """The input lines of every planned job of ``rule`` in a (non-quiet) dry run's output."""
+    return re.findall(rf"rule {rule}:\n\s+input: ([^\n]+)", output)
+
+
+def test_demo_detection_reads_the_sweep_where_the_draws_are_the_same(tmp_path):
+    """The demo's straggler detection draws what its layer-wise sharpness sweep draws, so it
+    reads the sweep's alpha = 1 file (rules/common.smk straggler_sweep_point); the paper world
+    draws 5 times for detection and 20 for the sweep, so it does not."""
+    demo = snakemake(["--profile", "profiles/demo", "-n"], tmp_path / "demo")
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    detections = job_inputs(demo.stdout + demo.stderr, "detect_stragglers")
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    assert len(detections) == len(config["demo"]["finetune"]["recipes"])
+    for inputs in detections:
+        model = re.search(r"checkpoints/(model_\d+)\.pt", inputs).group(1)
+        assert f"results/demo/sharpness/layerwise/{model}/alpha_1.000.tsv" in inputs, inputs
+    paper = snakemake(["-n", "--configfile", str(ROOT / "config.yaml")], tmp_path / "paper")
+    assert paper.returncode == 0, paper.stderr[-3000:]
+    detections = job_inputs(paper.stdout + paper.stderr, "detect_stragglers")
+    assert len(detections) == len(yaml.safe_load((ROOT / "config.yaml").read_text())["finetuned"]["models"])
+    assert not any("sharpness/layerwise" in inputs for inputs in detections)
+
+
 def test_demo_full_overlays_the_denser_settings(tmp_path):
     """config/demo-full.yaml on top of config/demo.yaml: the same DAG with every alpha in
     steps of 0.1 and the larger main OOD set."""
@@ -193,6 +217,9 @@ def test_paper_world_run_stops_before_any_job_when_user_data_is_missing(tmp_path
          "is not valid under any of the given schemas"),
         ({"datasets": {"image_size": 336}}, "datasets.image_size", "ViT-B-32-quickgelu takes 224 px images"),
         ({"zeroshot": {"model_config": "elsewhere/my-vit.json"}}, "zeroshot.model_name", "must be 'my-vit'"),
+        ({"layerwise_interpolation": {"alphas": [0.0, 0.33, 1.0]}}, "layerwise_interpolation.alphas",
+         "not among points of interpolation.alphas"),
+        ({"layerwise_interpolation": {"alphas": [0.0, 0.5]}}, "layerwise_interpolation.alphas", "both endpoints 0 and 1"),
     ],
 )
 def test_bad_config_value_stops_before_any_job_naming_key_and_allowed_values(tmp_path, overrides, key, allowed):

@@ -21,17 +21,23 @@ layers = straggler_layers(stragglers[stragglers["criterion"] == params.criterion
 caches = load_caches(dict(zip(params.datasets, snakemake.input.caches)))
 splits = main_ood_splits(caches, params.main_ood, params.selection)
 if not layers:
-    print("no straggler layer: nothing pruned, the pruned path is the original one")
+    print("no straggler layer: nothing pruned, the pruned path is the original one (scored once for all mask seeds)")
+unpruned = None
 for seed, table_file, scores_file in zip(params.seeds, files(snakemake.output.tables), files(snakemake.output.scores)):
     pruned, masks = prune_stragglers(path.theta_1, layer_groups(model), layers, seed, params.probability)
     if layers:
         print(f"mask seed {seed}:\n{masks.to_string()}")
-    pruned_path = InterpolationPath(path.theta_0, pruned, device=params.device)
-    scored = score_path(
-        model, pruned_path, caches, params.alphas, model_name=name, batch_size=params.batch_size,
-        device=params.device, precision=params.precision,
-    )
-    del pruned_path, pruned
+    if unpruned is not None:
+        scored = unpruned  # without stragglers every seed's "pruned" theta_1 is theta_1 itself
+    else:
+        pruned_path = InterpolationPath(path.theta_0, pruned, device=params.device)
+        scored = score_path(
+            model, pruned_path, caches, params.alphas, model_name=name, batch_size=params.batch_size,
+            device=params.device, precision=params.precision,
+        )
+        del pruned_path
+        unpruned = None if layers else scored
+    del pruned
     table = path_table(scored, name, splits).assign(
         mask_seed=seed, criterion=params.criterion, n_pruned_layers=len(layers),
         n_pruned_parameters=int(masks["numel"].sum()),
