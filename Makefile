@@ -57,8 +57,9 @@ test-slurm: $(STAMP)
 	INTERPSHARP_TEST_SLURM=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests/slurm -v -s --basetemp=$(SLURM_TEST_DIR); \
 	status=$$?; scripts/slurm-test-cluster.sh stop; exit $$status
 
+# Jobs share the cores side by side: OpenMP threads must sleep, not spin, while they wait.
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/demo
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/snakemake --profile profiles/demo
 
 # The GPU acceptance run (README, "Checking a GPU"): every GPU claim of SPEC measured in at most
 # 8 minutes on one H100/H200, results in results/gpu_acceptance/. Independent of how the venv is

@@ -64,7 +64,7 @@ rule demo_pretrain:
     benchmark:
         benchmark_path("demo_pretrain")
     # Every other model job waits for it: all cores, whatever a job elsewhere gets.
-    threads: max(GPU_JOB_THREADS, workflow.cores or 1)
+    threads: local_cores_or(GPU_JOB_THREADS)
     resources:
         **gpu_job("checkpoint"),
     conda:
