@@ -342,13 +342,7 @@ ON_GPU = config["compute"]["device"] == "cuda"
 GPUS = config["compute"]["gpus"] if ON_GPU else 0
 GPU_JOB_THREADS = config["compute"]["gpu_job_threads"]
 
-
-def local_cores_or(threads):
-    """Every core of a local run (--cores), for a job that all others wait for (the demo's
-    pretraining); ``threads`` where jobs go to a cluster or no cores are given (--report)."""
-    if not workflow.local_exec or workflow._cores is None:
-        return threads
-    return max(threads, workflow.cores)
+PRETRAIN_THREADS = config["compute"]["pretrain_threads"] or GPU_JOB_THREADS
 CPU_JOB_THREADS = config["compute"]["cpu_job_threads"]
 RUNTIME = config["compute"]["runtime"]
 

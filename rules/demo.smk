@@ -63,8 +63,8 @@ rule demo_pretrain:
         log_path("demo_pretrain"),
     benchmark:
         benchmark_path("demo_pretrain")
-    # Every other model job waits for it: all cores, whatever a job elsewhere gets.
-    threads: local_cores_or(GPU_JOB_THREADS)
+    # Every other model job waits for it (config/demo.yaml: both cores, other jobs one each).
+    threads: PRETRAIN_THREADS
     resources:
         **gpu_job("checkpoint"),
     conda:
