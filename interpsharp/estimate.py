@@ -97,8 +97,8 @@ class CostInputs:
     pruning_mask_seeds: int
     pruning_images: int
     precision: Mapping[str, str] = field(default_factory=dict)
-    #: Points of the layer-wise interpolation sweep when it has a grid of its own (0: ``alphas``).
-    layerwise_interpolation_alphas: int = 0
+    #: Points of the layer-wise interpolation sweep when it has a grid of its own (None: ``alphas``).
+    layerwise_interpolation_alphas: int | None = None
 
     @property
     def layers(self) -> int:
@@ -198,7 +198,7 @@ def cost_inputs_from_config(
         eval_images=total(None, eval_sets),
         layer_fractions=tuple(float(f) for f in layer_fractions),
         layerwise_interpolation_images=total(lw_interp["datasets"], [data["main_ood"]]),
-        layerwise_interpolation_alphas=len(lw_interp["alphas"] or []),
+        layerwise_interpolation_alphas=len(lw_interp["alphas"]) if lw_interp["alphas"] else None,
         general_sharpness_images=subset(general["dataset"], general["n_samples"]),
         general_sharpness_draws=general["n_iter"] * radii,
         layerwise_sharpness_images=subset(layerwise["dataset"], layerwise["n_samples"]),
@@ -238,7 +238,7 @@ def count_forwards(inputs: CostInputs) -> pd.DataFrame:
     """
     c = inputs
     swept = sum(c.layer_fractions)
-    li_alphas = c.layerwise_interpolation_alphas or c.alphas
+    li_alphas = c.alphas if c.layerwise_interpolation_alphas is None else c.layerwise_interpolation_alphas
     rows = [
         ("evaluation", "models x alphas x images", c.models * c.alphas * c.eval_images, c.models * c.alphas * c.eval_images),
         (

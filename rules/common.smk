@@ -341,7 +341,6 @@ def downloaded_files():
 ON_GPU = config["compute"]["device"] == "cuda"
 GPUS = config["compute"]["gpus"] if ON_GPU else 0
 GPU_JOB_THREADS = config["compute"]["gpu_job_threads"]
-
 PRETRAIN_THREADS = config["compute"]["pretrain_threads"] or GPU_JOB_THREADS
 CPU_JOB_THREADS = config["compute"]["cpu_job_threads"]
 RUNTIME = config["compute"]["runtime"]
