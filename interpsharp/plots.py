@@ -102,6 +102,36 @@ def representative_models(path_metrics: pd.DataFrame, dataset: str, per_outcome:
     return picked
 
 
+#: Figure 2's panel for the model whose single-layer moves matter most (see ``figure2_models``).
+INTERPOLATION_STRAGGLERS = "stragglers by interpolation"
+
+
+def figure2_models(path_metrics: pd.DataFrame, dataset: str, stragglers: pd.DataFrame | None = None,
+                   per_outcome: int = 1) -> list[tuple[str, str]]:
+    """``(model, label)`` pairs for Figure 2's panels.
+
+    The paper's contrast (``representative_models``), plus the model with the most straggler
+    layers by interpolation (Def. 1.1, on ``dataset``) when it is not among them, labelled
+    ``INTERPOLATION_STRAGGLERS``. Layer-wise interpolation exists to find such layers; without
+    that panel a figure drawn from two models can miss the only single-layer moves that are
+    larger than the evaluation noise (the demo world: its failure-mode and high-gain models
+    move by about a point per layer, the recipe with switched-off branches by 15). Ties go to
+    the first model in name order.
+    """
+    picked = representative_models(path_metrics, dataset, per_outcome)
+    if stragglers is None or stragglers.empty:
+        return picked
+    _require(stragglers, ["model", "criterion", "layer", "straggler"], "stragglers")
+    rows = stragglers[(stragglers["criterion"] == "interpolation") & stragglers["straggler"].astype(bool)]
+    if "dataset" in rows.columns:
+        rows = rows[rows["dataset"] == dataset]
+    counts = rows.groupby("model")["layer"].nunique()
+    counts = counts[counts > 0].sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    if counts.empty or counts.index[0] in {model for model, _ in picked}:
+        return picked
+    return [*picked, (str(counts.index[0]), INTERPOLATION_STRAGGLERS)]
+
+
 def save_figure(fig: Figure, paths: Iterable[str | os.PathLike], dpi: int = 150) -> None:
     """Write ``fig`` to each path (format from the suffix) via a temporary file and rename,
     so an interrupted job never leaves a truncated image that looks finished."""
@@ -183,21 +213,26 @@ def plot_interpolation_paths(evaluation: pd.DataFrame, path_metrics: pd.DataFram
 # -- Figure 2 -----------------------------------------------------------------------------
 
 def plot_layerwise_interpolation(layerwise: pd.DataFrame, path_metrics: pd.DataFrame, dataset: str,
-                                 per_outcome: int = 1) -> Figure:
+                                 stragglers: pd.DataFrame | None = None, per_outcome: int = 1) -> Figure:
     """Heat maps layer x alpha of the accuracy on ``dataset`` when only that layer is
-    interpolated, for failure-mode and high-gain models."""
+    interpolated, for failure-mode and high-gain models and the model with the most stragglers
+    by interpolation (``figure2_models``)."""
     _require(layerwise, ["model", "dataset", "alpha", "metric", "value", "layer"], "layer-wise interpolation")
     rows = _rows(layerwise, "layer-wise interpolation", dataset=dataset, metric="accuracy")
-    picks = representative_models(path_metrics, dataset, per_outcome)
+    picks = figure2_models(path_metrics, dataset, stragglers, per_outcome)
     matrices = [(model, outcome, _layer_matrix(_rows(rows, "layer-wise interpolation", model=model)) * 100)
                 for model, outcome in picks]
     vmin = min(m.min().min() for _, _, m in matrices)
     vmax = max(m.max().max() for _, _, m in matrices)
     n_layers = max(len(m) for _, _, m in matrices)
     fig, axes = plt.subplots(1, len(matrices), figsize=(6 * len(matrices), 2 + 0.12 * n_layers), squeeze=False)
+    labels = model_labels(path_metrics, dataset)
     for ax, (model, outcome, matrix) in zip(axes[0], matrices):
         _layer_heatmap(ax, matrix, "viridis", vmin=vmin, vmax=vmax, cbar_label=f"{dataset} accuracy (%)")
-        ax.set_title(f"{model} ({OUTCOME_TEXT.get(outcome, outcome)})")
+        title = f"{model} ({OUTCOME_TEXT.get(outcome, outcome)})"
+        if outcome == INTERPOLATION_STRAGGLERS:
+            title = f"{labels.get(model, model)}: most {INTERPOLATION_STRAGGLERS}"
+        ax.set_title(title)
     fig.suptitle(f"Figure 2: layer-wise interpolation (one layer moves, the rest stay zero-shot), {dataset}")
     fig.tight_layout()
     return fig

@@ -29,6 +29,7 @@ rule plot_layerwise_interpolation:
     input:
         layerwise_interpolation=f"{RESULTS}/tables/layerwise_interpolation.tsv",
         path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
+        stragglers=f"{RESULTS}/tables/stragglers.tsv",
     output:
         **figure_outputs("fig2_layerwise_interpolation"),
     params:

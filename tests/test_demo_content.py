@@ -31,7 +31,12 @@ def _path(model: str, values: dict[float, float], **extra) -> list[dict]:
             for a, v in values.items()]
 
 
-def _tables(outcomes, straggler_criteria, pruned_shift, n_pruned, layer_shift) -> dict[str, pd.DataFrame]:
+def _path_metrics(outcomes: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "dataset": MAIN, "outcome": o, "gain": 0.0 if o == "failure_mode" else 0.03,
+                          "barrier_depth": 0.0} for m, o in outcomes.items()])
+
+
+def _tables(outcomes, straggler_criteria, pruned_shift, n_pruned, layer_shift, layer_model="m0") -> dict[str, pd.DataFrame]:
     base = {0.0: 0.30, 0.5: 0.33, 1.0: 0.31}
     evaluation = pd.DataFrame(_path("m0", base) + _path("m1", base))
     pruned = {a: v + (pruned_shift if a > 0 else 0.0) for a, v in base.items()}
@@ -41,11 +46,11 @@ def _tables(outcomes, straggler_criteria, pruned_shift, n_pruned, layer_shift) -
     pruning = pd.concat([pruning, pd.DataFrame(_path("m0", {1.0: 0.9}, mask_seed=0, n_pruned_layers=n_pruned))
                          .assign(split="selection")], ignore_index=True)
     layerwise = pd.DataFrame([{**r, "layer": layer} for layer, shift in (("a", layer_shift), ("b", 0.0))
-                              for r in _path("m0", {0.0: 0.30, 0.5: 0.30 + shift, 1.0: 0.30 + shift})])
+                              for r in _path(layer_model, {0.0: 0.30, 0.5: 0.30 + shift, 1.0: 0.30 + shift})])
     stragglers = pd.DataFrame([{"model": "m0", "criterion": c, "layer": "a", "straggler": c in straggler_criteria}
                                for c in ("sharpness", "interpolation")])
     return {"heldout_gains": _heldout(outcomes), "stragglers": stragglers, "evaluation": evaluation,
-            "pruning": pruning, "layerwise_interpolation": layerwise}
+            "pruning": pruning, "layerwise_interpolation": layerwise, "path_metrics": _path_metrics(outcomes)}
 
 
 def test_every_item_passes_when_the_world_shows_it():
@@ -95,3 +100,18 @@ def test_figure2_needs_a_cell_beyond_the_noise_bar():
 def test_difference_se_stays_positive_at_the_extremes():
     se = difference_se(np.array([0.0, 1.0, 0.5]), np.array([100, 100, 100]))
     assert (se > 0).all() and se[2] == pytest.approx(math.sqrt(0.5 / 100))
+
+
+def test_figure2_counts_only_the_models_the_figure_draws():
+    """A large single-layer effect in m2, a plain gain the figure does not draw (m0 is its
+    failure mode, m1 its largest gain), shows nothing; once m2 has the most stragglers by
+    interpolation the figure draws it and the effect counts."""
+    outcomes = {"m0": "failure_mode", "m1": "high_gain", "m2": "gain"}
+    item = "Figure 2 effect above noise"
+    hidden = content_checks(_tables(outcomes, {"sharpness"}, 0.10, 2, 0.20, layer_model="m2"), MAIN).set_index("item")
+    assert not hidden.loc[item, "passed"] and "drawn models (m0, m1)" in hidden.loc[item, "detail"]
+    tables = _tables(outcomes, {"sharpness"}, 0.10, 2, 0.20, layer_model="m2")
+    tables["stragglers"] = pd.concat([tables["stragglers"], pd.DataFrame(
+        [{"model": "m2", "criterion": "interpolation", "layer": layer, "straggler": True} for layer in ("a", "b")])])
+    shown = content_checks(tables, MAIN).set_index("item")
+    assert shown.loc[item, "passed"] and "drawn m0, m1, m2" in shown.loc[item, "detail"]

@@ -117,6 +117,35 @@ def test_figure2_heat_maps_hold_the_tables_accuracies(tables):
         np.testing.assert_allclose(heatmap_values(ax), expected)  # the selection rows (0.0) are not drawn
 
 
+def interpolation_stragglers(flagged: dict[str, int]) -> pd.DataFrame:
+    """A straggler table with ``flagged[model]`` layers by interpolation on "ood" (and one
+    sharpness straggler and one other set's interpolation straggler for model_b, which must not count)."""
+    rows = [dict(model=m, dataset="ood", criterion="interpolation", layer=LAYERS[i], straggler=i < k)
+            for m, k in flagged.items() for i in range(len(LAYERS))]
+    rows += [dict(model="model_b", dataset="ood", criterion="sharpness", layer=layer, straggler=True) for layer in LAYERS]
+    rows += [dict(model="model_b", dataset="other", criterion="interpolation", layer=layer, straggler=True) for layer in LAYERS]
+    return pd.DataFrame(rows)
+
+
+def test_figure2_adds_the_model_with_the_most_interpolation_stragglers(tables):
+    _, metrics = tables
+    contrast = plots.representative_models(metrics, "ood")  # model_a (failure mode), model_c (high gain)
+    most_b = interpolation_stragglers({"model_a": 1, "model_b": 2, "model_c": 0})
+    assert plots.figure2_models(metrics, "ood", most_b) == [*contrast, ("model_b", plots.INTERPOLATION_STRAGGLERS)]
+    # the leader is drawn already, or there is none: only the paper's two panels
+    assert plots.figure2_models(metrics, "ood", interpolation_stragglers({"model_a": 3, "model_b": 2})) == contrast
+    assert plots.figure2_models(metrics, "ood", interpolation_stragglers({"model_b": 0})) == contrast
+    assert plots.figure2_models(metrics, "ood", None) == contrast
+
+    layerwise = layer_table("accuracy", lambda m, l, a: 0.3 + 0.1 * m + 0.01 * l * a).assign(split="all")
+    fig = plots.plot_layerwise_interpolation(layerwise, metrics, "ood", most_b)
+    heat_axes = [ax for ax in fig.axes if ax.get_title()]
+    assert len(heat_axes) == 3 and heat_axes[2].get_title() == "model_b (gain): most stragglers by interpolation"
+    expected = 100 * layerwise[layerwise["model"] == "model_b"].pivot_table(
+        index="layer", columns="alpha", values="value").reindex(LAYERS).to_numpy()
+    np.testing.assert_allclose(heatmap_values(heat_axes[2]), expected)
+
+
 def test_figure3_lines_are_the_tables_sharpness_with_its_errors(tables):
     _, metrics = tables
     rows = layer_table("general_sharpness", lambda m, l, a: 1 + m + a).query("layer == 'visual.conv1'").assign(layer="all")

@@ -13,7 +13,7 @@ metrics, dataset = tables["path_metrics"], params.main_ood
 draw = {
     "fig1_interpolation": lambda: plots.plot_interpolation_paths(tables["evaluation"], metrics, dataset),
     "fig2_layerwise_interpolation": lambda: plots.plot_layerwise_interpolation(
-        tables["layerwise_interpolation"], metrics, dataset),
+        tables["layerwise_interpolation"], metrics, dataset, tables["stragglers"]),
     "fig3_general_sharpness": lambda: plots.plot_general_sharpness(
         tables["general_sharpness"], metrics, dataset, params.rho),
     "fig4_layerwise_sharpness": lambda: plots.plot_layerwise_sharpness(

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from interpsharp.metrics import FAILURE_MODE, GAIN, HIGH_GAIN
+from interpsharp.plots import figure2_models
 
 #: |effect| / SE a Figure 2 cell or a pruned path must reach to count as more than noise. A
 #: heat map has (layers x alphas) cells, ~150 in the demo: the largest of that many pure-noise
@@ -100,30 +101,35 @@ def check_pruning(evaluation: pd.DataFrame, pruning: pd.DataFrame, main_ood: str
     )
 
 
-def check_figure2(layerwise: pd.DataFrame, main_ood: str) -> ContentCheck:
-    """Figure 2's heat map: some cell (a layer moved to alpha, the rest at theta_0) differs from
-    theta_0 by more than ``Z_MIN`` SE on the main OOD set."""
+def check_figure2(layerwise: pd.DataFrame, main_ood: str, path_metrics: pd.DataFrame,
+                  stragglers: pd.DataFrame) -> ContentCheck:
+    """Figure 2's heat maps: some cell (a layer moved to alpha, the rest at theta_0) of a model
+    the figure draws (``interpsharp.plots.figure2_models``) differs from theta_0 by more than
+    ``Z_MIN`` SE on the main OOD set. An effect in a model the figure leaves out shows nothing."""
+    drawn = [model for model, _ in figure2_models(path_metrics, main_ood, stragglers)]
     rows = _main_rows(layerwise, main_ood)
+    rows = rows[rows["model"].isin(drawn)]
     base = rows[rows["alpha"] == 0].groupby("model")["value"].first()
     moved = rows[rows["alpha"] > 0]
     if moved.empty:
-        return ContentCheck("Figure 2 effect above noise", False, "no layer-wise path beyond alpha 0")
+        return ContentCheck("Figure 2 effect above noise", False,
+                            f"no layer-wise path beyond alpha 0 in the drawn models ({', '.join(drawn)})")
     z, row, change = _largest_change(moved, moved["model"].map(base).to_numpy())
     return ContentCheck(
         "Figure 2 effect above noise", bool(z.max() >= Z_MIN),
-        f"{int((z >= Z_MIN).sum())} of {len(z)} cells >= {Z_MIN:g} SE; largest {row['model']} {row['layer']} alpha "
+        f"drawn {', '.join(drawn)}: {int((z >= Z_MIN).sum())} of {len(z)} cells >= {Z_MIN:g} SE; largest {row['model']} {row['layer']} alpha "
         f"{row['alpha']:g}: {change}",
     )
 
 
 def content_checks(tables: Mapping[str, pd.DataFrame], main_ood: str) -> pd.DataFrame:
     """Every item of issue 13's list, from a run's tables (``heldout_gains``, ``stragglers``,
-    ``evaluation``, ``pruning``, ``layerwise_interpolation``): item, passed, detail."""
+    ``evaluation``, ``pruning``, ``layerwise_interpolation``, ``path_metrics``): item, passed, detail."""
     checks = [
         *check_outcomes(tables["heldout_gains"], main_ood),
         *check_stragglers(tables["stragglers"]),
         check_pruning(tables["evaluation"], tables["pruning"], main_ood),
-        check_figure2(tables["layerwise_interpolation"], main_ood),
+        check_figure2(tables["layerwise_interpolation"], main_ood, tables["path_metrics"], tables["stragglers"]),
     ]
     return pd.DataFrame([vars(c) for c in checks])
 
