@@ -121,15 +121,14 @@ def figure2_models(path_metrics: pd.DataFrame, dataset: str, stragglers: pd.Data
     picked = representative_models(path_metrics, dataset, per_outcome)
     if stragglers is None or stragglers.empty:
         return picked
-    _require(stragglers, ["model", "criterion", "layer", "straggler"], "stragglers")
-    rows = stragglers[(stragglers["criterion"] == "interpolation") & stragglers["straggler"].astype(bool)]
-    if "dataset" in rows.columns:
-        rows = rows[rows["dataset"] == dataset]
-    counts = rows.groupby("model")["layer"].nunique()
-    counts = counts[counts > 0].sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    if counts.empty or counts.index[0] in {model for model, _ in picked}:
+    if "dataset" in stragglers.columns:
+        stragglers = stragglers[stragglers["dataset"] == dataset]
+    counts = {model: len(_straggler_layers(stragglers, model, "interpolation"))
+              for model in sorted(stragglers["model"].astype(str).unique())}
+    leader = max(counts, key=counts.get, default=None)  # the first of equal counts in name order
+    if leader is None or counts[leader] == 0 or leader in {model for model, _ in picked}:
         return picked
-    return [*picked, (str(counts.index[0]), INTERPOLATION_STRAGGLERS)]
+    return [*picked, (leader, INTERPOLATION_STRAGGLERS)]
 
 
 def save_figure(fig: Figure, paths: Iterable[str | os.PathLike], dpi: int = 150) -> None:
