@@ -5,8 +5,10 @@ stamp every table the job writes with its provenance, and the few conversions be
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
     """Redirect stdout and stderr (tqdm bars, tracebacks) to ``snakemake.log[0]``."""
     log = open(snakemake.log[0], "w", buffering=1)
     sys.stdout = sys.stderr = log
+    atexit.register(report_usage)
     print(f"rule {snakemake.rule}, wildcards {dict(snakemake.wildcards)}, threads {snakemake.threads}")
     print(f"params {dict(snakemake.params)}")
     if int(getattr(snakemake.resources, "gpu", 0) or 0) > 0:
@@ -32,6 +35,25 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
 
         torch.set_num_threads(snakemake.threads)
     stamp_tables(snakemake)
+
+
+#: How :func:`report_usage`'s line starts (benchmarks/bench_demo.py looks for it).
+USAGE_PREFIX = "job usage:"
+
+
+def report_usage() -> None:
+    """The job's last log line: its wall and CPU seconds, start-up included.
+
+    Snakemake's ``benchmark:`` files sample CPU time (every 0.5 s for 15 s, then every 30 s),
+    so a job of 15-45 s loses most of its CPU seconds there; benchmarks/bench_demo.py reads
+    this line instead. Wall counts from the process's creation, CPU is user + system of this
+    process and of the children it waited for."""
+    import psutil  # Snakemake's own dependency
+
+    used = os.times()
+    cpu = used.user + used.system + used.children_user + used.children_system
+    wall = time.time() - psutil.Process().create_time()
+    print(f"{USAGE_PREFIX} wall {wall:.2f} s, cpu {cpu:.2f} s", flush=True)
 
 
 def stamp_tables(snakemake: Any) -> None:
