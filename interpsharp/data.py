@@ -25,10 +25,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where batches are made: jobs that only read a cache's
+    import torch   # labels (held-out gains, splits) start seconds faster without it
 
 CACHE_FORMAT = "interpsharp-cache/1"
 _FILES = ("images.npy", "labels.npy", "sources.tsv", "meta.json")
@@ -64,6 +66,8 @@ class EvalCache:
 
     def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(uint8 images, int64 labels)`` batches, in order (or over ``indices``)."""
+        import torch
+
         order = np.arange(len(self)) if indices is None else np.asarray(indices)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]

@@ -22,8 +22,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from interpsharp.evaluate import ScoredPath
 from interpsharp.metrics import FAILURE_MODE, GAIN, HIGH_GAIN, OutcomeThresholds, choose_alpha_star
+from interpsharp.scores import ScoredPath
 from interpsharp.subsets import SelectionSplit
 
 #: Held-out outcome of a path whose selection-part alpha* > 0 but whose held-out interval

@@ -64,7 +64,8 @@ from torch import nn
 from tqdm import tqdm
 
 from interpsharp.data import EvalCache
-from interpsharp.evaluate import ImageScores, normalize_images, pick_device, precision_context, score_images
+from interpsharp.evaluate import normalize_images, pick_device, precision_context, score_images
+from interpsharp.scores import ImageScores
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.metrics import OutcomeThresholds, path_keys, path_metrics
 from interpsharp.sharpness import PERTURB_FINETUNED, general_sharpness, layerwise_sharpness

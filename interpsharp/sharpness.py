@@ -53,15 +53,11 @@ from interpsharp.evaluate import group_index, project_to_groups
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups, layer_name_of, select_layers
 from interpsharp.prefix_cache import BLOCK_CACHE_BYTES, PrefixCache
+from interpsharp.sharpness_modes import MODES, PERTURB_FINETUNED, PERTURB_INTERPOLATED
 from interpsharp.subsets import stable_seed
 
 #: ``criterion(outputs, labels)`` -> mean loss over the batch (a 0-d tensor).
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-#: Layer-wise perturbation modes (SPEC, config ``layerwise_sharpness.mode``).
-PERTURB_FINETUNED = "perturb_finetuned"
-PERTURB_INTERPOLATED = "perturb_interpolated"
-MODES = (PERTURB_FINETUNED, PERTURB_INTERPOLATED)
 
 #: Implementations of the layer-wise sweep; ``reference`` exists to check ``prefix_cached``.
 IMPLEMENTATIONS = ("prefix_cached", "reference")

@@ -1,22 +1,19 @@
-"""Straggler layers by sharpness, their pruning (Algorithm 1), and agreement with the other criterion.
+"""Straggler layers by sharpness, and their agreement with the other criterion.
 
 A straggler *by sharpness* is a layer whose layer-wise sharpness is ~0 (SPEC); the paper finds
-them on the fine-tuned model (alpha = 1) with 5 noise draws and then prunes them: every element
-of a straggler layer of theta_1 is set to 0 with probability 1/2 before interpolating again.
-Stragglers *by interpolation* (Def. 1.2) live in :mod:`interpsharp.metrics`; this module only
-compares the two sets.
+them on the fine-tuned model (alpha = 1) with 5 noise draws and then prunes them
+(:mod:`interpsharp.pruning`, Algorithm 1). Stragglers *by interpolation* (Def. 1.2) live in
+:mod:`interpsharp.metrics`; this module only compares the two sets. It reads and writes tables
+only (no torch), so the jobs that flag stragglers start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
-
-from interpsharp.subsets import stable_seed
 
 #: Columns :func:`stragglers_by_sharpness` groups by, when present.
 GROUP_COLUMNS = ("model", "dataset", "mode", "rho")
@@ -114,45 +111,6 @@ def straggler_layers(table: pd.DataFrame, model: str | None = None, criterion: s
                 raise ValueError("straggler column holds values other than true/false")
         table = table[flags.astype(bool)]
     return list(dict.fromkeys(table["layer"].astype(str)))
-
-
-def prune_stragglers(
-    theta_1: Mapping[str, torch.Tensor],
-    layer_params: Mapping[str, Sequence[str]],
-    stragglers: Iterable[str],
-    seed: int,
-    probability: float = 0.5,
-) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Algorithm 1: zero each element of every straggler layer of ``theta_1`` with ``probability``.
-
-    The mask of a layer comes from a CPU generator seeded by a hash of ``(seed, layer)``, so it
-    does not depend on which other layers are stragglers, nor on the device. Tensors of other
-    layers are passed through (the same objects, no copies); ``theta_1`` is not modified.
-
-    Returns the pruned state and a summary with one row per straggler layer: ``layer,
-    parameters, numel, zeroed, fraction, probability, seed, mask_seed``.
-    """
-    if not 0 < probability < 1:
-        raise ValueError(f"pruning probability must lie in (0, 1), got {probability}")
-    pruned = dict(theta_1)
-    rows = []
-    for layer in dict.fromkeys(stragglers):
-        if layer not in layer_params:
-            raise KeyError(f"straggler {layer!r} is not a layer of this model; layers: {', '.join(layer_params)}")
-        mask_seed = stable_seed("prune", seed, layer)
-        gen = torch.Generator(device="cpu").manual_seed(mask_seed)
-        numel = zeroed = 0
-        for name in layer_params[layer]:
-            if name not in theta_1:
-                raise KeyError(f"parameter {name!r} of straggler {layer!r} is not in the fine-tuned state dict")
-            weight = theta_1[name]
-            mask = torch.bernoulli(torch.full(weight.shape, probability), generator=gen).bool()
-            pruned[name] = weight.masked_fill(mask.to(weight.device), 0)
-            numel += weight.numel()
-            zeroed += int(mask.sum())
-        rows.append((layer, ",".join(layer_params[layer]), numel, zeroed, zeroed / numel, probability, seed, mask_seed))
-    columns = ["layer", "parameters", "numel", "zeroed", "fraction", "probability", "seed", "mask_seed"]
-    return pruned, pd.DataFrame(rows, columns=columns)
 
 
 def _as_sets(stragglers: pd.DataFrame | Mapping[str, Iterable[str]]) -> dict[str, list[str]]:

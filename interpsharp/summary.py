@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from interpsharp.metrics import DEGENERATE_INTERPOLATION, NOTHING_PRUNED, degenerate_interpolation_paths
-from interpsharp.sharpness import PERTURB_FINETUNED
+from interpsharp.sharpness_modes import PERTURB_FINETUNED
 from interpsharp.stragglers import straggler_overlap, stragglers_by_sharpness
 from interpsharp.subsets import ALL, SELECTION
 

@@ -14,7 +14,6 @@ from interpsharp.classifier import OPENAI_MEAN, OPENAI_STD, CLIPClassifier, Prep
 from interpsharp.data import EvalCache, load_cache, write_cache
 from interpsharp.evaluate import (
     PATH_COLUMNS,
-    EvalResult,
     evaluate,
     evaluate_path,
     normalize_images,
@@ -23,6 +22,7 @@ from interpsharp.evaluate import (
 )
 from interpsharp.interpolate import InterpolationPath, StateDictMismatch, interpolate, interpolate_layer
 from interpsharp.layers import layer_groups
+from interpsharp.scores import EvalResult
 
 from conftest import TINY_ARCH, tiny_classifier
 

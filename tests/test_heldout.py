@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from interpsharp.evaluate import ScoredPath
+from interpsharp.scores import ScoredPath
 from interpsharp.heldout import NOT_SIGNIFICANT, heldout_gain, heldout_gains, paired_bootstrap_difference
 from interpsharp.metrics import OutcomeThresholds
 from interpsharp.subsets import selection_split

@@ -12,7 +12,8 @@ from conftest import tiny_classifier
 from interpsharp.checkpoints import load_classifier, save_classifier
 from interpsharp.cli import main
 from interpsharp.layers import layer_groups
-from interpsharp.stragglers import prune_stragglers, straggler_layers, straggler_overlap, stragglers_by_sharpness
+from interpsharp.pruning import prune_stragglers
+from interpsharp.stragglers import straggler_layers, straggler_overlap, stragglers_by_sharpness
 
 
 def layerwise_table(values: dict[str, float], alpha: float = 1.0, model: str = "m", rho: float = 1.0,

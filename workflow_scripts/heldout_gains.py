@@ -9,9 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from interpsharp.data import load_cache
-from interpsharp.evaluate import ScoredPath
 from interpsharp.heldout import heldout_gains
 from interpsharp.metrics import OutcomeThresholds
+from interpsharp.scores import ScoredPath
 from interpsharp.tables import write_tsv
 
 params = snakemake.params

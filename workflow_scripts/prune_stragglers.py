@@ -10,7 +10,8 @@ start(snakemake)
 from interpsharp.evaluate import path_table, score_path
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.layers import layer_groups
-from interpsharp.stragglers import prune_stragglers, straggler_layers
+from interpsharp.pruning import prune_stragglers
+from interpsharp.stragglers import straggler_layers
 from interpsharp.tables import read_tsv, write_tsv
 
 params = snakemake.params

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from interpsharp.checkpoints import load_classifier, save_classifier
     from interpsharp.layers import layer_groups
-    from interpsharp.stragglers import prune_stragglers, straggler_layers
+    from interpsharp.pruning import prune_stragglers
+    from interpsharp.stragglers import straggler_layers
     from interpsharp.tables import read_tsv, write_tsv
 
     if args.stragglers_from:
