@@ -3,8 +3,8 @@
 Run by `make test-slurm` (root only; `make test` skips it: it needs root and runs for
 minutes). A module fixture starts the one-node test cluster (scripts/slurm-test-cluster.sh:
 partitions `cpu` and `gpu`, two fake GPUs, no accounting) and at the end stops its daemons
-by PID, checking that none survives. config/ci.yaml then runs twice, each time in its own
-temporary working directory, both from one copy of the working tree: through
+by PID, checking that none survives. config/ci.yaml then runs twice at the same time, each
+in its own temporary working directory, both from one copy of the working tree: through
 `--profile profiles/slurm --profile profiles/slurm-test` and locally. The checks:
 
 - every job of a GPU rule (a rule that asks for a GPU when the config runs on CUDA) was
@@ -92,27 +92,47 @@ class Run:
     output: str
 
 
+@dataclass
+class Started:
+    """A Snakemake process running in the background (:func:`start_snakemake`)."""
+
+    workdir: Path
+    process: subprocess.Popen
+    log: Path
+    start: float
+
+
+def start_snakemake(code: Code, workdir: Path, args: list[str], env: dict[str, str], targets: Sequence[str] = ()) -> Started:
+    """Start Snakemake in ``workdir`` with the CI configs, its output going to a file there."""
+    log = workdir / "snakemake.out"
+    command = [sys.executable, "-m", "snakemake", "-s", str(code.snakefile), *targets, "--configfile", *code.configs, *args]
+    with open(log, "w") as out:  # the child keeps its own handle
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Started(workdir, process, log, time.monotonic())
+
+
+def finish(started: Started, timeout: float) -> Run:
+    """Wait for a started run; past ``timeout`` seconds of its own, stop it with SIGINT, which
+    makes the SLURM executor cancel its jobs (SIGTERM does not), then kill it."""
+    left = max(1.0, timeout - (time.monotonic() - started.start))
+    try:
+        returncode = started.process.wait(timeout=left)
+    except subprocess.TimeoutExpired:
+        started.process.send_signal(signal.SIGINT)
+        try:
+            started.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            started.process.kill()
+            started.process.wait()
+        returncode = None
+    return Run(started.workdir, returncode, time.monotonic() - started.start, started.log.read_text())
+
+
 def run_snakemake(
     code: Code, workdir: Path, args: list[str], env: dict[str, str], timeout: float, targets: Sequence[str] = ()
 ) -> Run:
-    """Run Snakemake in ``workdir`` with the CI configs; on timeout stop it with SIGINT, which
-    makes the SLURM executor cancel its jobs (SIGTERM does not), then kill it."""
-    log = workdir / "snakemake.out"
-    command = [sys.executable, "-m", "snakemake", "-s", str(code.snakefile), *targets, "--configfile", *code.configs, *args]
-    start = time.monotonic()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            returncode = None
-    return Run(workdir, returncode, time.monotonic() - start, log.read_text())
+    """Run Snakemake in ``workdir`` with the CI configs, at most ``timeout`` seconds."""
+    return finish(start_snakemake(code, workdir, args, env, targets), timeout)
 
 
 def tail(run: Run, n: int = 6000) -> str:
@@ -278,20 +298,28 @@ def gpu_rules(tmp_path_factory, code, env) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(tmp_path_factory, code, env) -> Run:
-    """The CI world through the SLURM profile (--verbose: the plugin prints its sbatch calls)."""
-    run = run_snakemake(code, tmp_path_factory.mktemp("slurm"), [*code.profiles, "--verbose"], env, RUN_TIMEOUT_S)
-    print(f"SLURM run: {run.seconds:.0f} s wall, rc={run.returncode}")
-    return run
+def runs(tmp_path_factory, code, env) -> tuple[Run, Run]:
+    """The CI world through the SLURM profile (--verbose: the plugin prints its sbatch calls)
+    and the same config run locally, side by side: the SLURM run spends most of its wall time
+    waiting on submissions and status checks, which the local run fills. Sharing the cores
+    changes no number (every job keeps its thread count), only the wall times."""
+    local_env = {key: value for key, value in env.items() if key != "SLURM_CONF"}
+    on_slurm = start_snakemake(code, tmp_path_factory.mktemp("slurm"), [*code.profiles, "--verbose"], env)
+    here = start_snakemake(code, tmp_path_factory.mktemp("local"), ["--cores", str(os.cpu_count())], local_env)
+    slurm, local = finish(on_slurm, RUN_TIMEOUT_S), finish(here, RUN_TIMEOUT_S)
+    print(f"SLURM run: {slurm.seconds:.0f} s wall, rc={slurm.returncode}; "
+          f"local run beside it: {local.seconds:.0f} s wall, rc={local.returncode}")
+    return slurm, local
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory, code, env, slurm_run) -> Run:
-    """The same config on this machine, after the SLURM run (so the two never share cores)."""
-    local_env = {key: value for key, value in env.items() if key != "SLURM_CONF"}
-    run = run_snakemake(code, tmp_path_factory.mktemp("local"), ["--cores", str(os.cpu_count())], local_env, RUN_TIMEOUT_S)
-    print(f"local run: {run.seconds:.0f} s wall, rc={run.returncode}")
-    return run
+def slurm_run(runs) -> Run:
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def local_run(runs) -> Run:
+    return runs[1]
 
 
 # -- tests ---------------------------------------------------------------------------------
