@@ -36,10 +36,11 @@ def test_a_jobs_usage_line_counts_the_cpu_it_burned(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     lines = log.read_text().splitlines()
     burned = float(lines[0].split()[1])
-    cpu = bench_demo.job_cpu_seconds(log)
+    cpu, loaded = bench_demo.job_usage(log)
     wall = float(lines[-1].split("wall ")[1].split(" s")[0])
-    assert cpu is not None and cpu >= burned >= 1.5
+    assert cpu >= burned >= 1.5
     assert cpu <= wall + 0.05
+    assert loaded == "none"  # workflow_job alone imports neither torch nor open_clip
 
 
 def write_job(results: Path, rule: str, name: str, wall: float, sampled_cpu: float, usage: str | None) -> None:
@@ -52,12 +53,20 @@ def write_job(results: Path, rule: str, name: str, wall: float, sampled_cpu: flo
 
 
 def test_rule_table_takes_cpu_from_the_jobs_logs_and_counts_the_sampled_fallbacks(tmp_path):
-    write_job(tmp_path, "layerwise_interpolation", "model_0", 44.0, 15.0, "job usage: wall 44.50 s, cpu 43.25 s")
-    write_job(tmp_path, "layerwise_interpolation", "model_1", 40.0, 14.0, "job usage: wall 40.10 s, cpu 39.00 s")
+    write_job(tmp_path, "layerwise_interpolation", "model_0", 44.0, 15.0,
+              "job usage: wall 44.50 s, cpu 43.25 s, loaded torch,open_clip")
+    write_job(tmp_path, "layerwise_interpolation", "model_1", 40.0, 14.0,
+              "job usage: wall 40.10 s, cpu 39.00 s, loaded torch,open_clip")
+    write_job(tmp_path, "heldout_gains", "all", 2.0, 1.5, "job usage: wall 2.10 s, cpu 1.90 s, loaded none")
     write_job(tmp_path, "report_html", "all", 9.0, 8.0, None)  # an older run's log: the sample stands
-    table = bench_demo.rule_table(tmp_path)
+    jobs = bench_demo.job_table(tmp_path)
+    table = bench_demo.rule_table(jobs)
     assert table.loc["layerwise_interpolation", "cpu_s"] == 43.25 + 39.0
     assert table.loc["layerwise_interpolation", "cpu_sampled"] == 0
     assert table.loc["layerwise_interpolation", "wall_s"] == 84.0
     assert table.loc["report_html", "cpu_s"] == 8.0 and table.loc["report_html", "cpu_sampled"] == 1
-    assert list(table.index) == ["layerwise_interpolation", "report_html"]  # by summed wall
+    assert table.loc["heldout_gains", "cpu_s"] == 1.9 and table.loc["heldout_gains", "loaded"] == "none"
+    assert list(table.index) == ["layerwise_interpolation", "report_html", "heldout_gains"]  # by summed wall
+    # Start-up is counted per kind of job; a job without a usage line counts as loading everything.
+    assert jobs["loaded"].value_counts().to_dict() == {"torch,open_clip": 3, "none": 1}
+    assert set(jobs["loaded"]) <= set(bench_demo.IMPORTS)

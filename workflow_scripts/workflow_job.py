@@ -39,6 +39,8 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
 
 #: How :func:`report_usage`'s line starts (benchmarks/bench_demo.py looks for it).
 USAGE_PREFIX = "job usage:"
+#: Libraries whose import takes seconds: a job's start-up depends on which of them it loads.
+HEAVY_IMPORTS = ("torch", "open_clip")
 
 
 def report_usage() -> None:
@@ -47,13 +49,15 @@ def report_usage() -> None:
     Snakemake's ``benchmark:`` files sample CPU time (every 0.5 s for 15 s, then every 30 s),
     so a job of 15-45 s loses most of its CPU seconds there; benchmarks/bench_demo.py reads
     this line instead. Wall counts from the process's creation, CPU is user + system of this
-    process and of the children it waited for."""
+    process and of the children it waited for; ``loaded`` names the libraries of
+    :data:`HEAVY_IMPORTS` the job imported, which decide its start-up time."""
     import psutil  # Snakemake's own dependency
 
     used = os.times()
     cpu = used.user + used.system + used.children_user + used.children_system
     wall = time.time() - psutil.Process().create_time()
-    print(f"{USAGE_PREFIX} wall {wall:.2f} s, cpu {cpu:.2f} s", flush=True)
+    loaded = ",".join(name for name in HEAVY_IMPORTS if name in sys.modules) or "none"
+    print(f"{USAGE_PREFIX} wall {wall:.2f} s, cpu {cpu:.2f} s, loaded {loaded}", flush=True)
 
 
 def stamp_tables(snakemake: Any) -> None:
