@@ -3,9 +3,10 @@
 Run by `make test-slurm` (root only; `make test` skips it: it needs root and runs for
 minutes). A module fixture starts the one-node test cluster (scripts/slurm-test-cluster.sh:
 partitions `cpu` and `gpu`, two fake GPUs, no accounting) and at the end stops its daemons
-by PID, checking that none survives. config/ci.yaml then runs twice at the same time, each
-in its own temporary working directory, both from one copy of the working tree: through
-`--profile profiles/slurm --profile profiles/slurm-test` and locally. The checks:
+by PID, checking that none survives. config/ci.yaml (with two of its three fine-tunes) then
+runs twice at the same time, each in its own temporary working directory, both from one copy
+of the working tree: through `--profile profiles/slurm --profile profiles/slurm-test` and
+locally. The checks:
 
 - every job of a GPU rule (a rule that asks for a GPU when the config runs on CUDA) was
   submitted asking for exactly one GPU on the gpu partition, and SLURM gave its batch
@@ -48,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "scripts" / "slurm-test-cluster.sh"
 DAEMONS = ("munged", "slurmctld", "slurmd")
 RUN_TIMEOUT_S = 2400  # a whole CI world on 2 shared cores
+#: An overlay (written into the code copy) keeping the first two of config/ci.yaml's fine-tuning
+#: recipes: what is checked here (submissions, GPUs, batches, equal tables) is per model, and
+#: every model costs a dozen SLURM submissions of CI time.
+TWO_MODELS = "slurm-test-two-models.yaml"
 FAILURE_BOUND_S = 300  # the failing run must end (non-zero) within this
 
 
@@ -66,8 +71,8 @@ class Code:
     @property
     def configs(self) -> list[str]:
         # config.yaml is what the Snakefile's `configfile:` reads inside the repository; in
-        # another working directory it is passed explicitly, first.
-        return [str(self.root / "config.yaml"), str(self.root / "config" / "ci.yaml")]
+        # another working directory it is passed explicitly, first. TWO_MODELS last.
+        return [str(self.root / "config.yaml"), str(self.root / "config" / "ci.yaml"), str(self.root / TWO_MODELS)]
 
     @property
     def profiles(self) -> list[str]:
@@ -180,7 +185,11 @@ def code(tmp_path_factory) -> Code:
             target = root / os.fsdecode(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    return Code(root)
+    code = Code(root)
+    recipes = code.ci["demo"]["finetune"]["recipes"]
+    assert len(recipes) > 2, "config/ci.yaml has two recipes or fewer: drop TWO_MODELS"
+    (root / TWO_MODELS).write_text(yaml.safe_dump({"demo": {"finetune": {"recipes": recipes[:2]}}}))
+    return code
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +315,13 @@ def runs(tmp_path_factory, code, env) -> tuple[Run, Run]:
     local_env = {key: value for key, value in env.items() if key != "SLURM_CONF"}
     on_slurm = start_snakemake(code, tmp_path_factory.mktemp("slurm"), [*code.profiles, "--verbose"], env)
     here = start_snakemake(code, tmp_path_factory.mktemp("local"), ["--cores", str(os.cpu_count())], local_env)
-    slurm, local = finish(on_slurm, RUN_TIMEOUT_S), finish(here, RUN_TIMEOUT_S)
+    while (on_slurm.process.poll() is None and here.process.poll() is None
+           and time.monotonic() - on_slurm.start < RUN_TIMEOUT_S):
+        time.sleep(1)  # whichever ends first is finished at once, so each wall time is its own
+    first, second = (on_slurm, here) if on_slurm.process.poll() is not None else (here, on_slurm)
+    finished = {id(first): finish(first, RUN_TIMEOUT_S)}
+    finished[id(second)] = finish(second, RUN_TIMEOUT_S)
+    slurm, local = finished[id(on_slurm)], finished[id(here)]
     print(f"SLURM run: {slurm.seconds:.0f} s wall, rc={slurm.returncode}; "
           f"local run beside it: {local.seconds:.0f} s wall, rc={local.returncode}")
     return slurm, local
