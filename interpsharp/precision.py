@@ -65,9 +65,9 @@ from tqdm import tqdm
 
 from interpsharp.data import EvalCache
 from interpsharp.evaluate import normalize_images, pick_device, precision_context, score_images
-from interpsharp.scores import ImageScores
 from interpsharp.interpolate import InterpolationPath
 from interpsharp.metrics import OutcomeThresholds, path_keys, path_metrics
+from interpsharp.scores import ImageScores
 from interpsharp.sharpness import PERTURB_FINETUNED, general_sharpness, layerwise_sharpness
 from interpsharp.subsets import select_subset
 from interpsharp.tables import write_tsv

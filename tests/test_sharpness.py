@@ -13,7 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from conftest import tiny_classifier
 from interpsharp.checkpoints import save_classifier
 from interpsharp.classifier import CLIPClassifier, VitArchitecture
-from interpsharp.cli import main
+from interpsharp.cli import build_parser, main
 from interpsharp.commands import sharpness as sharpness_command
 from interpsharp.data import write_cache
 from interpsharp.interpolate import InterpolationPath
@@ -22,6 +22,7 @@ from interpsharp.sharpness import (
     BLOCK_CACHE_BYTES,
     COLUMNS,
     MODES,
+    PERTURB_FINETUNED,
     PRECISIONS,
     FullForwardLoss,
     PrefixCachedLoss,
@@ -390,7 +391,9 @@ def test_nonfinite_draws_are_counted_and_excluded():
 
 def test_cli_choices_track_the_library():
     assert set(sharpness_command.PRECISION_CHOICES) == set(PRECISIONS)
-    assert tuple(sharpness_command.MODE_CHOICES) == tuple(MODES)
+    (command,) = [a for a in build_parser()._subparsers._group_actions if a.dest == "command"]
+    (mode,) = [a for a in command.choices["sharpness"]._actions if "--mode" in a.option_strings]
+    assert tuple(mode.choices) == tuple(MODES) and mode.default == PERTURB_FINETUNED
 
 
 def test_sharpness_command_writes_tidy_tables(tmp_path, capsys):

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interpsharp.commands._arguments import add_alphas, add_checkpoint_pair, add_model_name, add_model_options, add_output
+from interpsharp.sharpness_modes import MODES, PERTURB_FINETUNED
 
 if TYPE_CHECKING:
     from interpsharp.data import EvalCache
 
-#: ``interpsharp.sharpness.PRECISIONS`` and ``MODES``, written out so that ``--help`` need not
-#: import torch; a test keeps them in step.
+#: ``interpsharp.sharpness.PRECISIONS``, written out so that ``--help`` need not import torch;
+#: a test keeps them in step. (The modes come from the torch-free ``sharpness_modes``.)
 PRECISION_CHOICES = ("fp64", "fp32", "bf16")
-MODE_CHOICES = ("perturb_finetuned", "perturb_interpolated")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--layerwise", action="store_true", help="layer-wise sharpness of every layer instead of general sharpness")
     parser.add_argument(
-        "--mode", default="perturb_finetuned", choices=MODE_CHOICES,
+        "--mode", default=PERTURB_FINETUNED, choices=MODES,
         help="layer-wise only: perturb_finetuned = perturb layer i of theta_1 by |W1_i|, then interpolate (the paper); "
         "perturb_interpolated = noise scaled by |W_i(alpha)| (default: %(default)s)",
     )
