@@ -318,10 +318,9 @@ def runs(tmp_path_factory, code, env) -> tuple[Run, Run]:
     while (on_slurm.process.poll() is None and here.process.poll() is None
            and time.monotonic() - on_slurm.start < RUN_TIMEOUT_S):
         time.sleep(1)  # whichever ends first is finished at once, so each wall time is its own
-    first, second = (on_slurm, here) if on_slurm.process.poll() is not None else (here, on_slurm)
-    finished = {id(first): finish(first, RUN_TIMEOUT_S)}
-    finished[id(second)] = finish(second, RUN_TIMEOUT_S)
-    slurm, local = finished[id(on_slurm)], finished[id(here)]
+    ended_first = sorted((on_slurm, here), key=lambda started: started.process.poll() is None)
+    finished = {started.workdir: finish(started, RUN_TIMEOUT_S) for started in ended_first}
+    slurm, local = finished[on_slurm.workdir], finished[here.workdir]
     print(f"SLURM run: {slurm.seconds:.0f} s wall, rc={slurm.returncode}; "
           f"local run beside it: {local.seconds:.0f} s wall, rc={local.returncode}")
     return slurm, local
