@@ -1,10 +1,12 @@
-"""The modules behind the table, statistics and report jobs import neither torch nor open_clip.
+"""The modules behind the table, statistics, report and demo-image jobs import neither torch nor
+open_clip.
 
 Every workflow job is a fresh interpreter, and importing open_clip costs seconds (it pulls in
 torchvision, and torchvision's ops pull in torch._dynamo). The jobs at the end of the DAG
 (held-out gains, straggler flags, summary, claims, report) only read tables and per-image
 scores, and they run one after another once the models are done: each second of import there
-is a second of the demo's wall time. One fresh interpreter per module, so that one module's
+is a second of the demo's wall time. So is each second of the image jobs, which run before
+pretraining. One fresh interpreter per module, so that one module's
 imports cannot hide another's.
 """
 
@@ -34,6 +36,7 @@ TABLE_MODULES = (
     "interpsharp.reproduction",
     "interpsharp.tables",
     "interpsharp.provenance",
+    "interpsharp.demo.seeds",  # with interpsharp.demo.images: the demo's image jobs
 )
 HEAVY = ("torch", "open_clip")
 

@@ -5,7 +5,8 @@ from workflow_job import start
 start(snakemake)
 
 from interpsharp.demo.finetune import FinetuneHparams
-from interpsharp.demo.world import derive_seed, finetune
+from interpsharp.demo.seeds import derive_seed
+from interpsharp.demo.world import finetune
 
 index = snakemake.params.index
 finetune(

@@ -9,7 +9,7 @@ hundred distinct captions, so each step encodes every distinct caption once and 
 text features back to the batch rows. The loss and its gradients are exactly those of the
 plain batch (duplicate captions still act as each other's negatives, as in CLIP).
 
-Pretraining data come from their own seeds (see ``world.derive_seed``), disjoint from every
+Pretraining data come from their own seeds (see ``seeds.derive_seed``), disjoint from every
 evaluation set and from the fine-tuning split.
 """
 

@@ -6,17 +6,15 @@ paper world: data caches (``interpsharp.data``), model-soups checkpoints
 (``interpsharp.checkpoints``), JSON records beside them; nothing downstream can tell which
 world made them.
 
-Seeds: one world seed; every random stream (each evaluation set, the fine-tuning split, each
-pretraining style, model initialisation, each fine-tune) gets its own seed derived from it and
-a purpose string, and :func:`world_seeds` refuses a world in which two purposes collide, so
-pretraining data, fine-tuning data and evaluation sets never share a seed.
+Seeds (``interpsharp.demo.seeds``): one world seed; every random stream gets its own seed
+derived from it and a purpose string, and :func:`world_seeds` refuses a world in which two
+purposes collide, so pretraining data, fine-tuning data and evaluation sets never share a seed.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,15 +25,11 @@ from interpsharp.checkpoints import load_classifier, save_classifier, zeroshot_c
 from interpsharp.data import load_cache
 from interpsharp.demo.captions import PRETRAIN_STYLES, TEMPLATES
 from interpsharp.demo.finetune import DEFAULT_SWEEP, FinetuneHparams, finetune_classifier, save_finetuned
-from interpsharp.demo.images import CLASSNAMES, STYLES, write_style_cache
+from interpsharp.demo.images import CLASSNAMES, write_style_cache
 from interpsharp.demo.model_config import HEAD_WIDTH, MODEL_NAME, create_tiny_clip, tiny_clip_tokenizer
 from interpsharp.demo.pretrain import PretrainConfig, pretrain_clip, pretraining_pairs, save_clip
+from interpsharp.demo.seeds import EVAL_SETS, TRAIN_SET, image_set_purpose, image_set_style, stream_seeds
 from interpsharp.demo.training import configure_torch, write_record
-
-#: Evaluation sets are named after their style; the fine-tuning split is a separate ``photo`` set.
-EVAL_SETS: tuple[str, ...] = tuple(STYLES)
-TRAIN_SET = "photo_train"
-
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -79,21 +73,9 @@ class WorldConfig:
         )
 
 
-def derive_seed(world_seed: int, purpose: str) -> int:
-    """A 32-bit seed for one random stream, from the world seed and a purpose string."""
-    entropy = [int(world_seed), zlib.crc32(purpose.encode())]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
 def world_seeds(config: WorldConfig) -> dict[str, int]:
     """Every stream's seed, by purpose; raises if two purposes would share a seed."""
-    purposes = [f"eval/{s}" for s in EVAL_SETS] + [f"train/{TRAIN_SET}"]
-    purposes += [f"pretrain/{s}" for s in PRETRAIN_STYLES] + ["pretrain/init"]
-    purposes += [f"finetune/{i}" for i in range(len(config.sweep))]
-    seeds = {p: derive_seed(config.seed, p) for p in purposes}
-    if len(set(seeds.values())) != len(seeds):
-        raise ValueError(f"world seed {config.seed}: two random streams got the same derived seed; pick another seed")
-    return seeds
+    return stream_seeds(config.seed, len(config.sweep))
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -105,20 +87,15 @@ def write_images(out_dir: str | os.PathLike, config: WorldConfig, names: Sequenc
     ``names`` picks a subset (e.g. one cache per Snakemake job); default: all of them.
     """
     seeds = world_seeds(config)
-    known = [*EVAL_SETS, TRAIN_SET]
-    names = list(known if names is None else names)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise KeyError(f"unknown demo data sets {unknown}; known: {', '.join(known)}")
+    names = list([*EVAL_SETS, TRAIN_SET] if names is None else names)
+    for name in names:
+        image_set_purpose(name)  # refuses an unknown name before any set is written
     written = {}
     for name in names:
         path = Path(out_dir) / name
-        if name == TRAIN_SET:
-            write_style_cache(path, "photo", config.train_images, seeds[f"train/{TRAIN_SET}"], config.image_size,
-                              name=name, progress=progress)
-        else:
-            write_style_cache(path, name, config.images_of(name), seeds[f"eval/{name}"], config.image_size,
-                              name=name, progress=progress)
+        n = config.train_images if name == TRAIN_SET else config.images_of(name)
+        write_style_cache(path, image_set_style(name), n, seeds[image_set_purpose(name)], config.image_size,
+                          name=name, progress=progress)
         written[name] = path
     return written
 
