@@ -1,7 +1,8 @@
 """Straggler layers by both criteria, per model, chosen on the selection part of the main OOD
 set, and their pruning (Algorithm 1): one job per (model, mask seed), or per model
 (compute.path_jobs), that evaluates the whole pruned path (the main OOD set also per part, with
-per-image scores for the held-out gains)."""
+per-image scores for the held-out gains); a model without stragglers has its path's
+evaluation copied instead."""
 
 
 rule detect_stragglers:
@@ -53,6 +54,11 @@ rule prune_stragglers:
         finetuned=finetuned_checkpoint,
         stragglers=f"{RESULTS}/stragglers/{{model}}.tsv",
         caches=cache_dirs(PRUNING_DATASETS),
+        # The model's WiSE-FT path as evaluated: without a straggler the pruned path is that
+        # path, and the job copies its rows and per-image scores instead of scoring it again.
+        evaluation=expand(f"{RESULTS}/evaluation/{{model}}/alpha_{{alpha}}.tsv", alpha=ALPHAS, allow_missing=True),
+        evaluation_scores=expand(f"{RESULTS}/per_image/evaluation/{{model}}/alpha_{{alpha}}.npz", alpha=ALPHAS,
+                                 allow_missing=True),
     output:
         tables=prune_job_files("pruning", "tsv"),
         scores=prune_job_files("per_image/pruning", "npz"),

@@ -36,6 +36,7 @@ TABLE_MODULES = (
     "interpsharp.reproduction",
     "interpsharp.tables",
     "interpsharp.provenance",
+    "interpsharp.unpruned_path",  # a pruning job of a model without stragglers
     "interpsharp.demo.seeds",  # with interpsharp.demo.images: the demo's image jobs
 )
 HEAVY = ("torch", "open_clip")

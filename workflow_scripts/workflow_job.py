@@ -31,10 +31,16 @@ def start(snakemake: Any, torch_threads: bool = True) -> None:
         slot = claim_gpu(".snakemake/gpu-slots", machine_gpu_count())
         print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')} (claimed slot {slot})")
     if torch_threads:
-        import torch
-
-        torch.set_num_threads(snakemake.threads)
+        use_job_threads(snakemake)
     stamp_tables(snakemake)
+
+
+def use_job_threads(snakemake: Any) -> None:
+    """Import torch and size its thread pool to the job's ``threads``: called by :func:`start`,
+    or later by a job that only sometimes needs torch."""
+    import torch
+
+    torch.set_num_threads(snakemake.threads)
 
 
 #: How :func:`report_usage`'s line starts (benchmarks/bench_demo.py looks for it).
