@@ -33,7 +33,7 @@ from tqdm import tqdm
 from interpsharp.classifier import Preprocess
 from interpsharp.data import EvalCache
 from interpsharp.interpolate import InterpolationPath
-from interpsharp.scores import EvalResult, ImageScores, ScoredPath
+from interpsharp.scores import PATH_COLUMNS, EvalResult, ImageScores, ScoredPath
 from interpsharp.subsets import ALL
 
 #: Weight dtype of each precision. ``bf16`` casts the weights (the fastest CUDA path, see
@@ -43,10 +43,6 @@ PRECISIONS: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
     "bf16_autocast": torch.float32,
 }
-
-#: Columns of :func:`evaluate_path`'s table, in order. ``split`` is ``all`` for the whole set,
-#: else the name of a part (``selection``, ``heldout``).
-PATH_COLUMNS = ("model", "dataset", "split", "alpha", "metric", "value", "n")
 
 #: ``{dataset: {part name: indices}}``: the parts of sets that get rows of their own.
 Splits = Mapping[str, Mapping[str, np.ndarray]]

@@ -18,6 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+#: Columns of a path table (:func:`~interpsharp.evaluate.path_table`), in order. ``split`` is
+#: ``all`` for the whole set, else the name of a part (``selection``, ``heldout``).
+PATH_COLUMNS = ("model", "dataset", "split", "alpha", "metric", "value", "n")
+
 
 @dataclass(frozen=True)
 class EvalResult:

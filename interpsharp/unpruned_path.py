@@ -17,11 +17,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from interpsharp.scores import ScoredPath
+from interpsharp.scores import PATH_COLUMNS, ScoredPath
 from interpsharp.tables import read_tsv
-
-#: The path-table columns that the evaluation's tables and the pruning's tables share.
-PATH_TABLE_COLUMNS = ["model", "dataset", "split", "alpha", "metric", "value", "n"]
 
 
 def unpruned_path(table_files: Sequence[str | os.PathLike], score_files: Sequence[str | os.PathLike],
@@ -29,8 +26,8 @@ def unpruned_path(table_files: Sequence[str | os.PathLike], score_files: Sequenc
     """The path's rows on ``datasets`` (alpha, then dataset in the order given, as
     :func:`~interpsharp.evaluate.path_table` orders a pruned path's) from the evaluation's
     per-alpha tables, and the main OOD set's per-image scores from its per-alpha score files."""
-    tables = [read_tsv(f, required=PATH_TABLE_COLUMNS) for f in table_files]
-    rows = pd.concat(tables, ignore_index=True)[PATH_TABLE_COLUMNS]
+    tables = [read_tsv(f, required=PATH_COLUMNS) for f in table_files]
+    rows = pd.concat(tables, ignore_index=True)[list(PATH_COLUMNS)]
     missing = sorted(set(datasets) - set(rows["dataset"]))
     if missing:
         raise ValueError(f"the evaluation tables ({table_files[0]} ...) have no rows for {missing}; "

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from interpsharp.data import load_cache, write_cache
 from interpsharp.evaluate import path_table, score_path

@@ -9,10 +9,8 @@ from workflow_job import start
 
 start(snakemake, torch_threads=False)
 
-from interpsharp.demo.images import write_style_cache
-from interpsharp.demo.seeds import derive_seed, image_set_purpose, image_set_style
+from interpsharp.demo.seeds import write_image_set
 
 out = Path(snakemake.output[0])
 params = snakemake.params
-write_style_cache(out, image_set_style(out.name), params.n_images, derive_seed(params.seed, image_set_purpose(out.name)),
-                  params.image_size, name=out.name, progress=True)
+write_image_set(out, out.name, params.n_images, params.seed, params.image_size, progress=True)

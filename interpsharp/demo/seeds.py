@@ -9,12 +9,13 @@ run before pretraining, on the demo's critical path.
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 
 from interpsharp.demo.captions import PRETRAIN_STYLES
-from interpsharp.demo.images import STYLES
+from interpsharp.demo.images import STYLES, write_style_cache
 
 #: Evaluation sets are named after their style; the fine-tuning split is a separate ``photo`` set.
 EVAL_SETS: tuple[str, ...] = tuple(STYLES)
@@ -40,6 +41,13 @@ def image_set_style(name: str) -> str:
     """The style an image set is drawn in: its own name, ``photo`` for the fine-tuning split."""
     image_set_purpose(name)  # refuses unknown names
     return "photo" if name == TRAIN_SET else name
+
+
+def write_image_set(path: str | os.PathLike, name: str, n: int, world_seed: int, image_size: int,
+                    progress: bool = False) -> None:
+    """Draw image set ``name`` (``n`` images, its style, its stream's seed) into a cache at ``path``."""
+    seed = derive_seed(world_seed, image_set_purpose(name))
+    write_style_cache(path, image_set_style(name), n, seed, image_size, name=name, progress=progress)
 
 
 def stream_seeds(world_seed: int, n_finetunes: int) -> dict[str, int]:

@@ -25,10 +25,10 @@ from interpsharp.checkpoints import load_classifier, save_classifier, zeroshot_c
 from interpsharp.data import load_cache
 from interpsharp.demo.captions import PRETRAIN_STYLES, TEMPLATES
 from interpsharp.demo.finetune import DEFAULT_SWEEP, FinetuneHparams, finetune_classifier, save_finetuned
-from interpsharp.demo.images import CLASSNAMES, write_style_cache
+from interpsharp.demo.images import CLASSNAMES
 from interpsharp.demo.model_config import HEAD_WIDTH, MODEL_NAME, create_tiny_clip, tiny_clip_tokenizer
 from interpsharp.demo.pretrain import PretrainConfig, pretrain_clip, pretraining_pairs, save_clip
-from interpsharp.demo.seeds import EVAL_SETS, TRAIN_SET, image_set_purpose, image_set_style, stream_seeds
+from interpsharp.demo.seeds import EVAL_SETS, TRAIN_SET, image_set_purpose, stream_seeds, write_image_set
 from interpsharp.demo.training import configure_torch, write_record
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def write_images(out_dir: str | os.PathLike, config: WorldConfig, names: Sequenc
 
     ``names`` picks a subset (e.g. one cache per Snakemake job); default: all of them.
     """
-    seeds = world_seeds(config)
+    world_seeds(config)  # refuses a world whose streams share a seed
     names = list([*EVAL_SETS, TRAIN_SET] if names is None else names)
     for name in names:
         image_set_purpose(name)  # refuses an unknown name before any set is written
@@ -94,8 +94,7 @@ def write_images(out_dir: str | os.PathLike, config: WorldConfig, names: Sequenc
     for name in names:
         path = Path(out_dir) / name
         n = config.train_images if name == TRAIN_SET else config.images_of(name)
-        write_style_cache(path, image_set_style(name), n, seeds[image_set_purpose(name)], config.image_size,
-                          name=name, progress=progress)
+        write_image_set(path, name, n, config.seed, config.image_size, progress=progress)
         written[name] = path
     return written
 
