@@ -18,10 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interpsharp.demo.content import accuracy_table, content_checks  # noqa: E402
+from interpsharp.demo.content import TABLES, accuracy_table, content_checks  # noqa: E402
 from interpsharp.tables import read_tsv  # noqa: E402
-
-TABLES = ("heldout_gains", "stragglers", "evaluation", "pruning", "layerwise_interpolation", "path_metrics")
 
 
 def main(argv: list[str] | None = None) -> int:

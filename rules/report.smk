@@ -3,8 +3,8 @@ results/<world>/report.html. Snakemake writes reports only in a separate invocat
 makes it, on the same Snakefile and the same (validated) config, for the figure and table
 targets only, so the nested call never waits on the outer run's lock or on this job. Its front
 page is a landing page written here: a failed reproduction check first (when any published
-number is out of tolerance), the main OOD set's outcome table and one sentence per claim of the
-paper, above the workflow description."""
+number is out of tolerance), what the figures of this run show and do not show, the main OOD
+set's outcome table and one sentence per claim of the paper, above the workflow description."""
 
 
 rule report_html:
@@ -13,6 +13,13 @@ rule report_html:
         summary=f"{RESULTS}/tables/summary.tsv",
         claims=f"{RESULTS}/tables/claims.tsv",
         reproduction=f"{RESULTS}/tables/reproduction_check.tsv",
+        # what interpsharp.demo.content reads: what the figures show, on the front page
+        heldout_gains=f"{RESULTS}/tables/heldout_gains.tsv",
+        stragglers=f"{RESULTS}/tables/stragglers.tsv",
+        evaluation=f"{RESULTS}/tables/evaluation.tsv",
+        pruning=f"{RESULTS}/tables/pruning.tsv",
+        layerwise_interpolation=f"{RESULTS}/tables/layerwise_interpolation.tsv",
+        path_metrics=f"{RESULTS}/tables/path_metrics.tsv",
     output:
         f"{RESULTS}/report.html",
     params:

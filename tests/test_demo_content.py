@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import docutils.core
+import docutils.nodes
 import numpy as np
 import pandas as pd
 import pytest
 
-from interpsharp.demo.content import Z_MIN, content_checks, difference_se
+from interpsharp.demo.content import ABSENT, Z_MIN, content_checks, content_rst, difference_se
 
 MAIN = "clutter"
 N = 1000
@@ -115,3 +117,40 @@ def test_figure2_counts_only_the_models_the_figure_draws():
         [{"model": "m2", "criterion": "interpolation", "layer": layer, "straggler": True} for layer in ("a", "b")])])
     shown = content_checks(tables, MAIN).set_index("item")
     assert shown.loc[item, "passed"] and "drawn m0, m1, m2" in shown.loc[item, "detail"]
+
+
+def _rst_body(rst: str) -> str:
+    """The block without its Jinja ``raw`` wrapper, parsed by docutils: halt_level 2 turns every
+    warning (a broken bullet, a stray reference) into an error."""
+    body = rst.removeprefix("{% raw %}\n").removesuffix("\n{% endraw %}")
+    assert "{%" not in body
+    tree = docutils.core.publish_doctree(body, settings_overrides={"halt_level": 2})
+    # No section title: it would come before the landing page's own and take their rank.
+    assert not list(tree.findall(docutils.nodes.section)) and not list(tree.findall(docutils.nodes.title))
+    return body
+
+
+def test_the_front_page_block_says_what_is_shown_and_what_an_absence_means():
+    outcomes, both = {"m0": "failure_mode", "m1": "high_gain"}, {"sharpness", "interpolation"}
+    se = float(difference_se(0.33, N))
+    checks = content_checks(_tables(outcomes, both, 0.5 * Z_MIN * se, 2, 0.10), MAIN)
+    body = _rst_body(content_rst(checks, MAIN))
+    assert f"5 of 6 phenomena the pipeline measures appear in this run, on {MAIN}" in body
+    bullets = [line for line in body.splitlines() if line.startswith("* ")]
+    assert len(bullets) == 6
+    missing = [b for b in bullets if b.startswith("* **Not shown:")]
+    assert len(missing) == 1 and "pruning that changes the path" in missing[0]
+    assert ABSENT["pruning that changes the path"][1:] in missing[0]  # what the flat Figure 5 means
+    assert "m0 seed 0 alpha" in missing[0]  # and the numbers behind the answer
+    assert "* **Shown: held-out gain whose interval excludes 0.** 1 of 2: m1 +3.0 pts" in body
+
+
+def test_every_item_has_a_meaning_when_absent():
+    nothing = _tables({"m0": "not_significant", "m1": "not_significant"}, set(), 0.0, 0, 0.0)
+    checks = content_checks(nothing, MAIN)
+    assert not checks["passed"].any()
+    body = _rst_body(content_rst(checks, MAIN))
+    assert "0 of 6 phenomena" in body
+    for item in checks["item"]:
+        meaning = ABSENT[item]
+        assert f"* **Not shown: {item}.** {meaning[0].upper()}{meaning[1:]}." in body

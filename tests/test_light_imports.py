@@ -38,6 +38,7 @@ TABLE_MODULES = (
     "interpsharp.provenance",
     "interpsharp.unpruned_path",  # a pruning job of a model without stragglers
     "interpsharp.demo.seeds",  # with interpsharp.demo.images: the demo's image jobs
+    "interpsharp.demo.content",  # report_html: what the figures of a run show
 )
 HEAVY = ("torch", "open_clip")
 

@@ -32,6 +32,10 @@ from interpsharp.plots import figure2_models
 Z_MIN = 4.0
 
 
+#: The run's tables the checks read (``results/<world>/tables/<name>.tsv``).
+TABLES = ("heldout_gains", "stragglers", "evaluation", "pruning", "layerwise_interpolation", "path_metrics")
+
+
 @dataclass(frozen=True)
 class ContentCheck:
     item: str
@@ -43,6 +47,10 @@ def difference_se(p: float | np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """Standard error of a difference of two independent accuracies around ``p`` on ``n`` images."""
     p = np.clip(np.asarray(p, dtype=float), 1.0 / np.maximum(n, 1), 1 - 1.0 / np.maximum(n, 1))
     return np.sqrt(2 * p * (1 - p) / np.asarray(n, dtype=float))
+
+
+def _models(n: int) -> str:
+    return f"{n} model" if n == 1 else f"{n} models"
 
 
 def _main_rows(table: pd.DataFrame, main_ood: str, metric: str = "accuracy") -> pd.DataFrame:
@@ -81,7 +89,7 @@ def check_stragglers(stragglers: pd.DataFrame) -> list[ContentCheck]:
         per_model = flagged.groupby("model")["layer"].agg(list)
         detail = "; ".join(f"{m}: {', '.join(layers)}" for m, layers in per_model.items()) or "none"
         checks.append(ContentCheck(f"straggler layers by {criterion}", not per_model.empty,
-                                   f"{len(per_model)} models: {detail}"))
+                                   f"{_models(len(per_model))}: {detail}"))
     return checks
 
 
@@ -96,7 +104,7 @@ def check_pruning(evaluation: pd.DataFrame, pruning: pd.DataFrame, main_ood: str
     z, row, change = _largest_change(pruned, original.reindex(pd.MultiIndex.from_frame(pruned[["model", "alpha"]])).to_numpy())
     return ContentCheck(
         "pruning that changes the path", bool(z.max() >= Z_MIN),
-        f"{pruned['model'].nunique()} models pruned; largest change {row['model']} seed {row['mask_seed']} alpha "
+        f"{_models(pruned['model'].nunique())} pruned; largest change {row['model']} seed {row['mask_seed']} alpha "
         f"{row['alpha']:g}: {change}",
     )
 
@@ -132,6 +140,48 @@ def content_checks(tables: Mapping[str, pd.DataFrame], main_ood: str) -> pd.Data
         check_figure2(tables["layerwise_interpolation"], main_ood, tables["path_metrics"], tables["stragglers"]),
     ]
     return pd.DataFrame([vars(c) for c in checks])
+
+
+#: What a run that lacks an item does not show, by item: said on the report's front page, so
+#: that an empty or flat figure reads as a finding of this run, not as a broken one.
+ABSENT = {
+    "failure mode on the main OOD set": "no fine-tune is a failure mode: every path has a point that beats the "
+                                        "zero-shot model on the main OOD set (Figure 1)",
+    "held-out gain whose interval excludes 0": "no gain of interpolation over the better endpoint is larger than "
+                                               "the noise of the held-out images",
+    "straggler layers by sharpness": "no layer's sharpness at alpha = 1 is both small and consistent with 0 "
+                                     "(Figure 4), so Algorithm 1 finds nothing to prune by this criterion",
+    "straggler layers by interpolation": "no layer's own path is unstable beyond the barrier threshold (Def. 1.2)",
+    "pruning that changes the path": "Figure 5's pruned paths lie on the original ones: the pruned layers hardly "
+                                     "matter at any alpha, as when fine-tuning drove their weights to about 0 "
+                                     "(zeroing part of about 0 changes nothing)",
+    "Figure 2 effect above noise": "Figure 2's heat maps show evaluation noise only: no single layer moved to "
+                                   "theta_1 changes the main OOD accuracy beyond it",
+}
+
+
+def content_rst(checks: pd.DataFrame, main_ood: str) -> str:
+    """A block for the report's front page: per item of :func:`content_checks`, whether this run
+    shows it, the numbers behind the answer, and what its absence means. Items are reported as
+    found; their thresholds (``Z_MIN`` SE, the config's outcome and straggler thresholds) are
+    fixed before any run."""
+    shown = int(checks["passed"].sum())
+    # A bold lead, not a section title: RST ranks titles by first appearance, and this block
+    # comes before the landing page's own sections.
+    lines = [
+        f"**What the figures of this run show.** {shown} of {len(checks)} phenomena the pipeline measures "
+        f"appear in this run, on {main_ood}; an effect "
+        f"counts when it exceeds {Z_MIN:g} standard errors of the evaluation noise, or, for gains, when its "
+        f"held-out interval excludes 0. Absent ones are reported, not hidden.",
+        "",
+    ]
+    for check in checks.itertuples():
+        if check.passed:
+            lines.append(f"* **Shown: {check.item}.** {check.detail}.")
+        else:
+            meaning = ABSENT.get(check.item, "this run does not show it")
+            lines.append(f"* **Not shown: {check.item}.** {meaning[0].upper()}{meaning[1:]}. ({check.detail}.)")
+    return "{% raw %}\n" + "\n".join(lines) + "\n{% endraw %}"
 
 
 def accuracy_table(tables: Mapping[str, pd.DataFrame], main_ood: str) -> str:
