@@ -1,7 +1,8 @@
 """Write the workflow's HTML report (figures, tables, captions) with a nested `snakemake --report`
 on the same Snakefile and config, its front page the landing page (a failed reproduction check,
-what the figures of this run show, results on the main OOD set, a verdict per claim, then the workflow description); the outer run holds the lock and marks
-this job's output incomplete, hence --nolock and --ignore-incomplete."""
+what the figures of this run show, results on the main OOD set, a verdict per claim, then the
+workflow description); the outer run holds the lock and marks this job's output incomplete,
+hence --nolock and --ignore-incomplete."""
 
 import os
 import subprocess
