@@ -52,11 +52,8 @@ def run_kernel(kind: str, batch_size: int, resources: Path, model: str, repeats:
     path = InterpolationPath(theta_0.state_dict(), theta_1.state_dict(), device=torch.device("cpu"))
     caches = {p.name: load_cache(str(p)) for p in sorted((resources / "caches").iterdir())}
 
-    def sharpness_subset(n: int):
-        indices = select_subset(len(caches["clutter"]), n, 0)
-        images, labels = next(caches["clutter"].batches(len(indices), indices))
-        return normalize_images(images, theta_0.preprocess), labels
-
+    # The sharpness sweeps at config/demo.yaml's subset size and draws, at alpha = 1, radius 1.
+    sharpness = {"layerwise_sharpness": (layerwise_sharpness, 250, 3), "general_sharpness": (general_sharpness, 500, 5)}
     if kind == "evaluate":
         def kernel():
             scored = score_path(theta_0, path, caches, [0.5], batch_size=batch_size, device="cpu", progress=False)
@@ -66,19 +63,14 @@ def run_kernel(kind: str, batch_size: int, resources: Path, model: str, repeats:
             table = layerwise_interpolation(theta_0, path, {"clutter": caches["clutter"]}, [0.0, 1.0],
                                             batch_size=batch_size, device="cpu", progress=False)
             return table["value"].to_numpy()
-    elif kind == "layerwise_sharpness":
-        images, labels = sharpness_subset(250)
+    elif kind in sharpness:
+        sweep, n_samples, n_iter = sharpness[kind]
+        indices = select_subset(len(caches["clutter"]), n_samples, 0)
+        images, labels = next(caches["clutter"].batches(len(indices), indices))
+        images = normalize_images(images, theta_0.preprocess)
 
         def kernel():
-            table = layerwise_sharpness(theta_0, path, [1.0], images, labels, [1.0], 3, 0, batch_size=batch_size,
-                                        progress=False)
-            return table["value"].to_numpy()
-    elif kind == "general_sharpness":
-        images, labels = sharpness_subset(500)
-
-        def kernel():
-            table = general_sharpness(theta_0, path, [1.0], images, labels, [1.0], 5, 0, batch_size=batch_size,
-                                      progress=False)
+            table = sweep(theta_0, path, [1.0], images, labels, [1.0], n_iter, 0, batch_size=batch_size, progress=False)
             return table["value"].to_numpy()
     else:
         raise KeyError(f"unknown kernel {kind!r}; choose from {', '.join(KINDS)}")
@@ -115,6 +107,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per worker (default 1)")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "BATCH_SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import numpy as np
+
     if args.worker:
         kind, batch_size = args.worker[0], int(args.worker[1])
         print(json.dumps(run_kernel(kind, batch_size, args.resources, args.model, args.repeats)))
@@ -132,8 +126,6 @@ def main() -> None:
             values = results[0]["values"]
             if base_wall is None:
                 base_wall, base_values = wall, values
-            import numpy as np
-
             diff = float(np.nanmax(np.abs(np.array(values) - np.array(base_values))))
             print(f"{kind:<26}{batch_size:>7}{wall:>9.2f}{base_wall / wall:>9.2f}x{diff:>13.2e}", flush=True)
 
